@@ -1,0 +1,170 @@
+"""SQLAlchemy Core tables: the shape of the data as the code sees it.
+
+The database itself is built by the Alembic revisions in ``migrations/``; a test checks that a migrated
+database matches these tables, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID
+
+metadata = sa.MetaData()
+
+_now = sa.text("now()")
+
+
+def _ts(name: str, *, nullable: bool = False, default: bool = True) -> sa.Column:
+    return sa.Column(
+        name, sa.DateTime(timezone=True), nullable=nullable, server_default=_now if default else None
+    )
+
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("fullname", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=True),  # NULL for bot users: they cannot sign in
+    sa.Column("is_bot", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column(
+        "default_workspace_id",
+        sa.BigInteger,
+        sa.ForeignKey(
+            "workspaces.id", ondelete="SET NULL", name="users_default_workspace_fkey", use_alter=True
+        ),
+        nullable=True,
+    ),
+    _ts("created_at"),
+    sa.CheckConstraint("char_length(fullname) BETWEEN 1 AND 64", name="users_fullname_length"),
+)
+sa.Index("users_email_lower_key", sa.func.lower(users.c.email), unique=True)
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("owner_id", sa.BigInteger, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("bot_user_id", sa.BigInteger, sa.ForeignKey("users.id"), nullable=True),
+    _ts("created_at"),
+)
+
+workspace_members = sa.Table(
+    "workspace_members",
+    metadata,
+    sa.Column(
+        "workspace_id", sa.BigInteger, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.Text, nullable=False, server_default="member"),
+    _ts("joined_at"),
+    sa.CheckConstraint("role IN ('owner', 'admin', 'member')", name="workspace_members_role"),
+)
+sa.Index("workspace_members_user_idx", workspace_members.c.user_id)
+
+workspace_invites = sa.Table(
+    "workspace_invites",
+    metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column(
+        "workspace_id", sa.BigInteger, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("created_by", sa.BigInteger, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("max_uses", sa.Integer, nullable=True),
+    sa.Column("uses", sa.Integer, nullable=False, server_default="0"),
+    _ts("created_at"),
+)
+
+chats = sa.Table(
+    "chats",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column(
+        "workspace_id", sa.BigInteger, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("chat_type", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("owner_id", sa.BigInteger, sa.ForeignKey("users.id"), nullable=False),
+    # "min_user_id:max_user_id" for Single chats, so one pair has one direct chat per workspace.
+    sa.Column("direct_key", sa.Text, nullable=True),
+    # The per-chat sequence: incremented under the chat row lock by each send, so seq is gap-free.
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_message_at", sa.DateTime(timezone=True), nullable=True),
+    _ts("created_at"),
+    sa.CheckConstraint(
+        "chat_type IN ('Single', 'Group', 'PrivateChannel', 'PublicChannel')", name="chats_chat_type"
+    ),
+)
+sa.Index(
+    "chats_direct_key",
+    chats.c.workspace_id,
+    chats.c.direct_key,
+    unique=True,
+    postgresql_where=chats.c.direct_key.isnot(None),
+)
+sa.Index("chats_workspace_idx", chats.c.workspace_id)
+
+chat_members = sa.Table(
+    "chat_members",
+    metadata,
+    sa.Column("chat_id", sa.BigInteger, sa.ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.Text, nullable=False, server_default="member"),
+    sa.Column("last_read_seq", sa.BigInteger, nullable=False, server_default="0"),
+    _ts("joined_at"),
+    sa.CheckConstraint("role IN ('owner', 'admin', 'member')", name="chat_members_role"),
+    sa.CheckConstraint("last_read_seq >= 0", name="chat_members_last_read_seq"),
+)
+sa.Index("chat_members_user_idx", chat_members.c.user_id)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("chat_id", sa.BigInteger, sa.ForeignKey("chats.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("sender_id", sa.BigInteger, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("reply_to", sa.BigInteger, sa.ForeignKey("messages.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("idempotency_key", sa.Text, nullable=True),
+    _ts("created_at"),
+    sa.Column("edited_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("chat_id", "seq", name="messages_chat_seq_key"),
+    sa.UniqueConstraint("chat_id", "sender_id", "idempotency_key", name="messages_idempotency_key"),
+)
+sa.Index("messages_sender_idx", messages.c.sender_id)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "workspace_id", sa.BigInteger, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    # Every token descended from one sign-in shares a family; replaying a rotated token revokes the family.
+    sa.Column("family_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    _ts("created_at"),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("rotated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("user_agent", sa.Text, nullable=True),
+)
+sa.Index("refresh_tokens_family_idx", refresh_tokens.c.family_id)
+sa.Index("refresh_tokens_user_idx", refresh_tokens.c.user_id)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),  # the encoded event, published as is
+    _ts("created_at"),
+)

@@ -1,0 +1,54 @@
+"""Start one service under Granian after its config has been checked, so a bad config or a taken port
+stops start-up with one clear line instead of a traceback from a worker process."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+
+from granian import Granian
+from granian.constants import Interfaces
+from granian.log import LogLevels
+
+from fechatter_core.config import ConfigError, load_config
+from fechatter_core.logs import configure_logging
+
+
+def port_in_use(host: str, port: int) -> bool:
+    bind_host = "0.0.0.0" if host in ("", "0.0.0.0") else host
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bind_host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def run_service(service: str, config_name: str, settings_type: type, app_factory: str, port_var: str) -> None:
+    try:
+        settings = load_config(config_name, settings_type)
+    except ConfigError as exc:
+        print(f"{service}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(service, settings.log.level)
+    host, port = settings.server.host, settings.server.port
+    if port_in_use(host, port):
+        print(
+            f"{service}: port {port} is already in use (set {port_var} to use another port)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    Granian(
+        app_factory,
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host,
+        port=port,
+        workers=settings.server.workers,
+        log_level=LogLevels(settings.log.level),
+        log_access=False,
+        # SSE streams are long-lived; without this a restart would wait on them forever.
+        workers_kill_timeout=5,
+    ).serve()

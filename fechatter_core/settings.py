@@ -1,0 +1,170 @@
+"""Typed settings for every service, validated from the YAML files in ``fixtures/``.
+
+Each service has one top-level Struct; shared sections are reused so that one rule (say, how Redis is
+reached) is written once. ``forbid_unknown_fields`` turns a typo in a YAML key into a start-up error.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerSettings(_Section, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int
+    workers: int = 1
+
+
+class DatabaseSettings(_Section, kw_only=True):
+    url: str
+    pool_size: int = 10
+    max_overflow: int = 10
+
+
+class NatsSettings(_Section, kw_only=True):
+    url: str
+    stream: str = "FECHATTER_EVENTS"
+    user_stream: str = "FECHATTER_USER_EVENTS"
+
+
+class RedisSettings(_Section, kw_only=True):
+    url: str
+    password: str = ""
+
+
+class AuthSettings(_Section, kw_only=True):
+    jwt_secret: str
+    issuer: str = "fechatter-server"
+    audience: str = "fechatter-web"
+    access_ttl_seconds: int = 900
+    refresh_ttl_seconds: int = 30 * 24 * 3600
+
+
+class LogSettings(_Section, kw_only=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class LimitSettings(_Section, kw_only=True):
+    message_max_chars: int = 4000
+    page_default: int = 50
+    page_max: int = 200
+    body_max_bytes: int = 1024 * 1024
+    upload_max_bytes: int = 10 * 1024 * 1024
+    chat_name_max_chars: int = 128
+    chat_members_max: int = 1000
+    invite_ttl_hours: int = 7 * 24
+
+
+class SearchSettings(_Section, kw_only=True):
+    engine: Literal["postgres", "meilisearch"] = "postgres"
+    meili_url: str = ""
+    meili_master_key: str = ""
+
+
+class StorageSettings(_Section, kw_only=True):
+    path: str
+
+
+class OutboxSettings(_Section, kw_only=True):
+    # A row older than this that is still unpublished is picked up by the relay sweep.
+    relay_interval_seconds: float = 1.0
+    batch_size: int = 500
+
+
+class FechatterSettings(_Section, kw_only=True):
+    server: ServerSettings
+    database: DatabaseSettings
+    nats: NatsSettings
+    redis: RedisSettings
+    auth: AuthSettings
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    search: SearchSettings = msgspec.field(default_factory=SearchSettings)
+    storage: StorageSettings
+    outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+
+
+class SseSettings(_Section, kw_only=True):
+    ping_interval_seconds: float = 15.0
+    retry_ms: int = 3000
+    # Events buffered per connection before a slow client is disconnected (it then resumes by id).
+    buffer_size: int = 1000
+    retention_hours: int = 48
+    retention_per_user: int = 20000
+
+
+class NotifySettings(_Section, kw_only=True):
+    server: ServerSettings
+    database: DatabaseSettings
+    nats: NatsSettings
+    redis: RedisSettings
+    auth: AuthSettings
+    sse: SseSettings = msgspec.field(default_factory=SseSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+
+
+class LlmSettings(_Section, kw_only=True):
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = ""
+    default_model: str = "gpt-4o-mini"
+    high_precision_model: str = "gpt-4o"
+    embedding_model: str = "text-embedding-3-small"
+    timeout_seconds: float = 30.0
+
+
+class BotSettings(_Section, kw_only=True):
+    server: ServerSettings
+    database: DatabaseSettings
+    nats: NatsSettings
+    auth: AuthSettings
+    llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+
+
+class ClickHouseSettings(_Section, kw_only=True):
+    # chdb runs the ClickHouse engine inside analytics_server; "server" talks to clickhouse-server over HTTP.
+    engine: Literal["chdb", "server"] = "chdb"
+    path: str = "./data/clickhouse"
+    url: str = ""
+    database: str = "fechatter_analytics"
+
+
+class AnalyticsSettings(_Section, kw_only=True):
+    server: ServerSettings
+    nats: NatsSettings
+    auth: AuthSettings
+    clickhouse: ClickHouseSettings = msgspec.field(default_factory=ClickHouseSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+
+
+class UpstreamSettings(_Section, kw_only=True):
+    servers: list[str]
+    health_path: str = "/health"
+
+
+class RouteSettings(_Section, kw_only=True):
+    # Longest prefix wins; "exact" routes match only the path itself.
+    path: str
+    upstream: str
+    exact: bool = False
+
+
+class CorsSettings(_Section, kw_only=True):
+    allow_origins: list[str] = msgspec.field(default_factory=list)
+
+
+class GatewaySettings(_Section, kw_only=True):
+    server: ServerSettings
+    auth: AuthSettings
+    upstreams: dict[str, UpstreamSettings]
+    routes: list[RouteSettings]
+    cors: CorsSettings = msgspec.field(default_factory=CorsSettings)
+    frontend_dir: str = "fechatter_frontend/dist"
+    upstream_timeout_seconds: float = 30.0
+    log: LogSettings = msgspec.field(default_factory=LogSettings)

@@ -1,0 +1,194 @@
+"""What every service's HTTP layer shares: request ids, request metrics, the error envelope, health
+and metrics routes. Routes stay thin; these pieces are written once here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from fechatter_core.errors import ApiError, code_for_status, error_body
+from fechatter_core.logs import request_id_var
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency (until the response is complete)",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContext:
+    """Outermost ASGI layer: a request id on every response (404s included) and per-route metrics."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("path_template") or "unmatched"
+            method = scope["method"]
+            REQUESTS.labels(self.service, method, route, str(status)).inc()
+            LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
+            request_id_var.reset(token)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _envelope(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(content=body, status_code=status, headers=headers, media_type=MediaType.JSON)
+
+
+def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+    return _envelope(exc.status_code, exc.body(), exc.headers)
+
+
+def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    first = extra[0] if extra and isinstance(extra[0], dict) else {}
+    detail = str(first.get("message") or exc.detail or "Invalid request")
+    key = first.get("key")
+    if "malformed" in detail.lower() or "json is malformed" in str(exc.detail).lower():
+        return _envelope(400, error_body("bad_request", "The request body is not valid JSON"))
+    field = str(key) if key else None
+    source = first.get("source")
+    if source in {"query", "path", "header"} and field:
+        detail = f"Invalid {source} parameter {field!r}: {detail}"
+    return _envelope(400, error_body("validation_error", _clean_msgspec(detail), field))
+
+
+def _clean_msgspec(message: str) -> str:
+    # msgspec says "Expected `str` of length >= 8 - at `$.password`"; the field travels separately.
+    return re.sub(r"\s*- at `\$[^`]*`$", "", message).replace("`", "")
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status >= 500:
+        return _envelope(status, error_body(code_for_status(status), "The service failed to answer"))
+    message = str(exc.detail) if exc.detail else "Request failed"
+    if status == 404:
+        message = "Not found"
+    elif status == 400 and "json" in message.lower():
+        message = "The request body is not valid JSON"
+    headers = dict(exc.headers or {})
+    return _envelope(status, error_body(code_for_status(status), message), headers)
+
+
+def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _envelope(500, error_body("internal_error", "Something went wrong on our side"))
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ApiError: _api_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    Exception: _unhandled,
+}
+
+
+Check = Callable[[], Awaitable[Any]]
+
+
+class HealthChecks:
+    """Named dependency checks. A failing *critical* check makes the service "down" (503), any other
+    failing check makes it "degraded" (200): it still serves what it can."""
+
+    def __init__(self, service: str, version: str = "0.1.0") -> None:
+        self.service = service
+        self.version = version
+        self.started = time.monotonic()
+        self._checks: dict[str, tuple[Check, bool]] = {}
+
+    def add(self, name: str, check: Check, *, critical: bool = True) -> None:
+        self._checks[name] = (check, critical)
+
+    async def _run(self, name: str, check: Check) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(check(), timeout=2.0)
+        except Exception as exc:
+            return {
+                "status": "down",
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                "error": type(exc).__name__ if not str(exc) else str(exc)[:200],
+            }
+        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    async def report(self) -> tuple[int, dict[str, Any]]:
+        names = list(self._checks)
+        results = await asyncio.gather(*(self._run(n, self._checks[n][0]) for n in names))
+        checks = dict(zip(names, results, strict=True))
+        down = [n for n in names if checks[n]["status"] != "ok"]
+        if any(self._checks[n][1] for n in down):
+            status = "down"
+        elif down:
+            status = "degraded"
+        else:
+            status = "ok"
+        body = {
+            "status": status,
+            "service": self.service,
+            "version": self.version,
+            "uptime_seconds": round(time.monotonic() - self.started, 1),
+            "checks": checks,
+        }
+        return (503 if status == "down" else 200), body
+
+    def route_handlers(self) -> list[Any]:
+        @get(["/health", "/api/health"], include_in_schema=False)
+        async def health() -> Response[Any]:
+            status, body = await self.report()
+            return Response(content=body, status_code=status, media_type=MediaType.JSON)
+
+        @get("/metrics", include_in_schema=False)
+        async def metrics() -> Response[bytes]:
+            return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        return [health, metrics]
+
+
+def wrap(app: Litestar, service: str) -> ASGIApp:
+    return RequestContext(app, service)

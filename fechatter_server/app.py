@@ -1,0 +1,101 @@
+"""The chat API application: wiring of routers, lifespan resources and cross-cutting handlers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ASGIApp
+
+from fechatter_core import bus
+from fechatter_core.config import load_config
+from fechatter_core.db.engine import create_engine
+from fechatter_core.logs import configure_logging
+from fechatter_core.outbox import OutboxPublisher
+from fechatter_core.settings import FechatterSettings
+from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
+from fechatter_server.auth.routes import router as auth_router
+from fechatter_server.chats.routes import router as chats_router
+from fechatter_server.context import AppContext
+from fechatter_server.deps import provide_caller, provide_ctx
+from fechatter_server.messages.routes import router as messages_router
+from fechatter_server.workspaces.routes import router as workspaces_router
+
+SERVICE = "fechatter_server"
+
+
+def build_app(settings: FechatterSettings) -> Litestar:
+    health = HealthChecks(SERVICE)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = create_engine(settings.database)
+        nc = await bus.connect(settings.nats, name=SERVICE)
+        js = nc.jetstream()
+        await bus.ensure_stream(js, bus.domain_stream_config(settings.nats.stream))
+        redis = aioredis.from_url(settings.redis.url, password=settings.redis.password or None)
+        publisher = OutboxPublisher(
+            engine, js, batch_size=settings.outbox.batch_size, interval=settings.outbox.relay_interval_seconds
+        )
+        publisher.start()
+        app.state.ctx = AppContext(settings, engine, nc, js, redis, publisher)
+
+        async def check_postgres() -> None:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+
+        async def check_nats() -> None:
+            if not nc.is_connected:
+                raise ConnectionError("not connected")
+            await nc.flush(timeout=1)
+
+        async def check_redis() -> None:
+            await redis.ping()
+
+        health.add("postgres", check_postgres)
+        health.add("nats", check_nats)
+        # Redis only backs limits and presence: without it the API still serves, degraded.
+        health.add("redis", check_redis, critical=False)
+        try:
+            yield
+        finally:
+            await publisher.stop()
+            await nc.drain()
+            await redis.aclose()
+            await engine.dispose()
+
+    return Litestar(
+        route_handlers=[
+            auth_router,
+            workspaces_router,
+            chats_router,
+            messages_router,
+            *health.route_handlers(),
+        ],
+        dependencies={
+            "ctx": Provide(provide_ctx, sync_to_thread=False),
+            "caller": Provide(provide_caller, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.limits.body_max_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Fechatter API",
+            version="1.0.0",
+            path="/api/docs",
+            render_plugins=[ScalarRenderPlugin(path="/")],
+            description="The Fechatter chat API. Every response uses the envelope of API.md.",
+        ),
+    )
+
+
+def create_app() -> ASGIApp:
+    settings = load_config("fechatter", FechatterSettings)
+    configure_logging(SERVICE, settings.log.level)
+    return wrap(build_app(settings), SERVICE)

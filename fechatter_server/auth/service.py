@@ -1,0 +1,240 @@
+"""Sign-up, sign-in, refresh-token rotation with family revocation, and logout."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fechatter_core.db.schema import refresh_tokens, users, workspace_invites, workspace_members, workspaces
+from fechatter_core.errors import ApiError, conflict, unauthorized, validation_error
+from fechatter_core.security import (
+    hash_password,
+    hash_token,
+    issue_access_token,
+    new_refresh_token,
+    verify_password,
+)
+from fechatter_server.auth.schemas import SigninRequest, SignupRequest
+from fechatter_server.context import AppContext
+from fechatter_server.views import SessionOut, user_out, workspace_out
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# A second refresh with the same token this soon after rotation is a client race (two tabs), not theft.
+REUSE_GRACE = timedelta(seconds=10)
+
+
+def _clean_text(value: str, field: str) -> str:
+    cleaned = value.strip()
+    if not cleaned:
+        raise validation_error(f"{field} must not be blank", field)
+    if any(ord(ch) < 32 for ch in cleaned):
+        raise validation_error(f"{field} must not contain control characters", field)
+    return cleaned
+
+
+async def _create_workspace(conn: AsyncConnection, name: str, owner_id: int) -> Any:
+    workspace = (
+        await conn.execute(workspaces.insert().values(name=name, owner_id=owner_id).returning(*workspaces.c))
+    ).one()
+    # Every workspace has its assistant as a member, so it can be listed and added to chats.
+    bot_id = await conn.scalar(
+        users.insert()
+        .values(
+            email=f"bot+{workspace.id}@fechatter.invalid",
+            fullname="Fechatter Bot",
+            password_hash=None,
+            is_bot=True,
+            default_workspace_id=workspace.id,
+        )
+        .returning(users.c.id)
+    )
+    await conn.execute(
+        workspace_members.insert(),
+        [
+            {"workspace_id": workspace.id, "user_id": owner_id, "role": "owner"},
+            {"workspace_id": workspace.id, "user_id": bot_id, "role": "member"},
+        ],
+    )
+    await conn.execute(workspaces.update().where(workspaces.c.id == workspace.id).values(bot_user_id=bot_id))
+    return workspace
+
+
+async def _redeem_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
+    invite = (
+        await conn.execute(
+            sa.select(workspace_invites).where(workspace_invites.c.code == code).with_for_update()
+        )
+    ).one_or_none()
+    now = datetime.now(UTC)
+    if (
+        invite is None
+        or invite.expires_at <= now
+        or (invite.max_uses is not None and invite.uses >= invite.max_uses)
+    ):
+        raise validation_error("The invite code is unknown or has expired", "invite_code")
+    await conn.execute(
+        workspace_invites.update().where(workspace_invites.c.code == code).values(uses=invite.uses + 1)
+    )
+    await conn.execute(workspace_members.insert().values(workspace_id=invite.workspace_id, user_id=user_id))
+    return (await conn.execute(sa.select(workspaces).where(workspaces.c.id == invite.workspace_id))).one()
+
+
+async def _issue_session(
+    ctx: AppContext,
+    conn: AsyncConnection,
+    user: Any,
+    workspace: Any,
+    *,
+    family_id: uuid.UUID | None = None,
+    user_agent: str | None = None,
+) -> SessionOut:
+    auth = ctx.settings.auth
+    raw = new_refresh_token()
+    await conn.execute(
+        refresh_tokens.insert().values(
+            user_id=user.id,
+            workspace_id=workspace.id,
+            family_id=family_id or uuid.uuid4(),
+            token_hash=hash_token(raw),
+            expires_at=datetime.now(UTC) + timedelta(seconds=auth.refresh_ttl_seconds),
+            user_agent=(user_agent or "")[:256] or None,
+        )
+    )
+    return SessionOut(
+        access_token=issue_access_token(auth, user.id, workspace.id),
+        refresh_token=raw,
+        token_type="Bearer",  # noqa: S106 - the scheme name, not a secret
+        expires_in=auth.access_ttl_seconds,
+        user=user_out(user, workspace.id),
+        workspace=workspace_out(workspace),
+    )
+
+
+async def signup(ctx: AppContext, data: SignupRequest, user_agent: str | None) -> SessionOut:
+    email = data.email.strip()
+    if not _EMAIL.match(email):
+        raise validation_error("email is not a valid address", "email")
+    fullname = _clean_text(data.fullname, "fullname")
+    workspace_name = _clean_text(data.workspace_name, "workspace_name") if data.workspace_name else None
+    password_hash = hash_password(data.password)
+    async with ctx.engine.begin() as conn:
+        try:
+            async with conn.begin_nested():
+                user = (
+                    await conn.execute(
+                        users.insert()
+                        .values(email=email, fullname=fullname, password_hash=password_hash)
+                        .returning(*users.c)
+                    )
+                ).one()
+        except IntegrityError:
+            raise conflict("email_taken", "An account with this email already exists", "email") from None
+        if data.invite_code:
+            workspace = await _redeem_invite(conn, data.invite_code.strip(), user.id)
+        else:
+            workspace = await _create_workspace(conn, workspace_name or f"{fullname}'s workspace", user.id)
+        await conn.execute(
+            users.update().where(users.c.id == user.id).values(default_workspace_id=workspace.id)
+        )
+        return await _issue_session(ctx, conn, user, workspace, user_agent=user_agent)
+
+
+async def signin(ctx: AppContext, data: SigninRequest, user_agent: str | None) -> SessionOut:
+    async with ctx.engine.begin() as conn:
+        user = (
+            await conn.execute(
+                sa.select(users).where(sa.func.lower(users.c.email) == data.email.strip().lower())
+            )
+        ).one_or_none()
+        # Always verify (against a dummy hash when the email is unknown) so timing reveals nothing.
+        if not verify_password(user.password_hash if user else None, data.password) or user is None:
+            raise ApiError(401, "invalid_credentials", "Email or password is incorrect")
+        workspace = (
+            await conn.execute(
+                sa.select(workspaces)
+                .join(workspace_members, workspace_members.c.workspace_id == workspaces.c.id)
+                .where(workspace_members.c.user_id == user.id)
+                .order_by((workspaces.c.id == user.default_workspace_id).desc(), workspaces.c.id)
+                .limit(1)
+            )
+        ).one_or_none()
+        if workspace is None:
+            raise ApiError(401, "invalid_credentials", "Email or password is incorrect")
+        return await _issue_session(ctx, conn, user, workspace, user_agent=user_agent)
+
+
+async def refresh(ctx: AppContext, raw_token: str, user_agent: str | None) -> SessionOut:
+    now = datetime.now(UTC)
+    revoked_family = False
+    async with ctx.engine.begin() as conn:
+        token = (
+            await conn.execute(
+                sa.select(refresh_tokens)
+                .where(refresh_tokens.c.token_hash == hash_token(raw_token))
+                .with_for_update()
+            )
+        ).one_or_none()
+        if token is None or token.revoked_at is not None or token.expires_at <= now:
+            raise unauthorized("The refresh token is invalid or has expired")
+        if token.rotated_at is not None:
+            if now - token.rotated_at > REUSE_GRACE:
+                # A rotated token came back: someone holds a copy. End every session of that family.
+                await conn.execute(
+                    refresh_tokens.update()
+                    .where(
+                        refresh_tokens.c.family_id == token.family_id, refresh_tokens.c.revoked_at.is_(None)
+                    )
+                    .values(revoked_at=now)
+                )
+                revoked_family = True
+            else:
+                raise unauthorized("The refresh token was already used")
+        else:
+            await conn.execute(
+                refresh_tokens.update().where(refresh_tokens.c.id == token.id).values(rotated_at=now)
+            )
+            user = (await conn.execute(sa.select(users).where(users.c.id == token.user_id))).one()
+            member = await conn.scalar(
+                sa.select(workspace_members.c.user_id).where(
+                    workspace_members.c.workspace_id == token.workspace_id,
+                    workspace_members.c.user_id == token.user_id,
+                )
+            )
+            if member is None:
+                raise unauthorized("You are no longer a member of this workspace")
+            workspace = (
+                await conn.execute(sa.select(workspaces).where(workspaces.c.id == token.workspace_id))
+            ).one()
+            return await _issue_session(
+                ctx, conn, user, workspace, family_id=token.family_id, user_agent=user_agent
+            )
+    assert revoked_family
+    raise unauthorized("The refresh token was already used; every session of this sign-in was ended")
+
+
+async def logout(ctx: AppContext, user_id: int, raw_token: str | None) -> None:
+    if not raw_token:
+        return
+    async with ctx.engine.begin() as conn:
+        family = await conn.scalar(
+            sa.select(refresh_tokens.c.family_id).where(
+                refresh_tokens.c.token_hash == hash_token(raw_token), refresh_tokens.c.user_id == user_id
+            )
+        )
+        if family is not None:
+            await conn.execute(
+                refresh_tokens.update()
+                .where(refresh_tokens.c.family_id == family, refresh_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+
+
+def new_invite_code() -> str:
+    return secrets.token_urlsafe(12)

@@ -1,0 +1,60 @@
+"""Reads shared by the chat and message services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fechatter_core.db.schema import chat_members, chats
+from fechatter_core.errors import forbidden, not_found
+from fechatter_core.security import AccessClaims
+
+# One row per chat of the caller, with everything the chat shape needs. Unread is derived from the read
+# position (never stored): messages after last_read_seq that others sent and that are not deleted.
+CHAT_ROWS = sa.text(
+    """
+    SELECT c.id, c.workspace_id, c.name, c.chat_type, c.description, c.owner_id, c.last_seq, c.created_at,
+           c.last_message_at,
+           (SELECT array_agg(m.user_id ORDER BY m.user_id) FROM chat_members m WHERE m.chat_id = c.id)
+               AS member_ids,
+           COALESCE((SELECT count(*) FROM messages msg
+                     WHERE msg.chat_id = c.id AND msg.seq > me.last_read_seq
+                       AND msg.sender_id <> me.user_id AND msg.deleted_at IS NULL), 0) AS unread_count,
+           lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.content AS lm_content,
+           lm.reply_to AS lm_reply_to, lm.idempotency_key AS lm_idempotency_key,
+           lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at, lm.deleted_at AS lm_deleted_at
+    FROM chats c
+    LEFT JOIN chat_members me ON me.chat_id = c.id AND me.user_id = :user_id
+    LEFT JOIN LATERAL (
+        SELECT * FROM messages x WHERE x.chat_id = c.id ORDER BY x.seq DESC LIMIT 1
+    ) lm ON true
+    WHERE c.workspace_id = :workspace_id AND {where}
+    ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC
+    """
+)
+
+
+def chat_rows_query(where: str) -> sa.TextClause:
+    return sa.text(CHAT_ROWS.text.format(where=where))
+
+
+async def require_member(conn: AsyncConnection, caller: AccessClaims, chat_id: int) -> Any:
+    """The caller's membership row; 404 when the chat is not in their workspace, 403 when not a member."""
+    row = (
+        await conn.execute(
+            sa.select(chats.c.id, chats.c.chat_type, chat_members.c.role, chat_members.c.last_read_seq)
+            .select_from(chats)
+            .outerjoin(
+                chat_members,
+                sa.and_(chat_members.c.chat_id == chats.c.id, chat_members.c.user_id == caller.user_id),
+            )
+            .where(chats.c.id == chat_id, chats.c.workspace_id == caller.workspace_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise not_found("Chat not found")
+    if row.role is None:
+        raise forbidden("You are not a member of this chat")
+    return row

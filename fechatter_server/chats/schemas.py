@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+
+UserId = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
+class ChatType(StrEnum):
+    SINGLE = "Single"
+    GROUP = "Group"
+    PRIVATE_CHANNEL = "PrivateChannel"
+    PUBLIC_CHANNEL = "PublicChannel"
+
+
+class CreateChatRequest(msgspec.Struct, forbid_unknown_fields=True):
+    chat_type: ChatType
+    name: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    members: Annotated[list[UserId], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
+    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""

@@ -1,0 +1,23 @@
+"""Everything a request handler may need, built once per process in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NatsClient
+from nats.js.client import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fechatter_core.outbox import OutboxPublisher
+from fechatter_core.settings import FechatterSettings
+
+
+@dataclass
+class AppContext:
+    settings: FechatterSettings
+    engine: AsyncEngine
+    nats: NatsClient
+    js: JetStreamContext
+    redis: aioredis.Redis
+    publisher: OutboxPublisher

@@ -1,0 +1,26 @@
+"""Dependencies injected into route handlers: the app context and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+
+from fechatter_core.errors import unauthorized
+from fechatter_core.security import AccessClaims, TokenError, bearer_token, verify_access_token
+from fechatter_server.context import AppContext
+
+
+def provide_ctx(state: State) -> AppContext:
+    return state.ctx
+
+
+def provide_caller(request: Request[Any, Any, Any], state: State) -> AccessClaims:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise unauthorized("Missing bearer token")
+    try:
+        return verify_access_token(state.ctx.settings.auth, token)
+    except TokenError as exc:
+        raise unauthorized(f"Invalid access token: {exc}") from None

@@ -1,0 +1,122 @@
+"""The public shapes of API.md, and the one place rows become those shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class UserOut(msgspec.Struct):
+    id: int
+    email: str
+    fullname: str
+    workspace_id: int
+    is_bot: bool
+    created_at: str
+
+
+class WorkspaceOut(msgspec.Struct):
+    id: int
+    name: str
+    owner_id: int
+
+
+class SessionOut(msgspec.Struct):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    user: UserOut
+    workspace: WorkspaceOut
+
+
+class FileOut(msgspec.Struct):
+    id: int
+    filename: str
+    size: int
+    mime_type: str
+    url: str
+
+
+class MessageOut(msgspec.Struct):
+    id: int
+    chat_id: int
+    seq: int
+    sender_id: int
+    content: str
+    files: list[FileOut]
+    reply_to: int | None
+    idempotency_key: str | None
+    created_at: str
+    edited_at: str | None
+    deleted: bool
+
+
+class ChatOut(msgspec.Struct):
+    id: int
+    workspace_id: int
+    name: str
+    chat_type: str
+    description: str
+    owner_id: int
+    member_ids: list[int]
+    last_seq: int
+    unread_count: int
+    last_message: MessageOut | None
+    created_at: str
+
+
+class InviteOut(msgspec.Struct):
+    code: str
+    expires_at: str
+
+
+class ReadStateOut(msgspec.Struct):
+    chat_id: int
+    last_read_seq: int
+    unread_count: int
+
+
+def user_out(row: Any, workspace_id: int) -> UserOut:
+    return UserOut(
+        id=row.id,
+        email=row.email,
+        fullname=row.fullname,
+        workspace_id=workspace_id,
+        is_bot=row.is_bot,
+        created_at=iso(row.created_at) or "",
+    )
+
+
+def workspace_out(row: Any) -> WorkspaceOut:
+    return WorkspaceOut(id=row.id, name=row.name, owner_id=row.owner_id)
+
+
+def message_out(row: Any) -> MessageOut:
+    deleted = row.deleted_at is not None
+    return MessageOut(
+        id=row.id,
+        chat_id=row.chat_id,
+        seq=row.seq,
+        sender_id=row.sender_id,
+        content="" if deleted else row.content,
+        files=[],
+        reply_to=row.reply_to,
+        idempotency_key=row.idempotency_key,
+        created_at=iso(row.created_at) or "",
+        edited_at=iso(row.edited_at),
+        deleted=deleted,
+    )
+
+
+def to_builtins(value: Any) -> Any:
+    """For event payloads: the same JSON a client gets from the REST API."""
+    return msgspec.to_builtins(value)

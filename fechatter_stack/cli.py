@@ -1,0 +1,158 @@
+"""``fechatter`` / ``python -m fechatter_stack``: up, stop, status, logs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from fechatter_stack.supervisor import Stack, StackError, StackOptions, data_dir_from_env
+
+
+def _up(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if args.data_dir:
+        env["FECHATTER_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    stack = Stack(StackOptions(data_dir=data_dir_from_env(env), env=env))
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        started = time.monotonic()
+        try:
+            start = asyncio.create_task(stack.start())
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({start, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                start.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StackError):
+                    await start
+                return 130
+            stopper.cancel()
+            url = start.result()
+            print(f"Fechatter is up: {url}  (started in {time.monotonic() - started:.1f}s)", flush=True)
+            print(f"Logs: {stack.log_dir}   Stop: Ctrl-C or `make stop`", flush=True)
+            watcher = asyncio.create_task(stack.watch())
+            await stop.wait()
+            watcher.cancel()
+            return 0
+        except StackError as exc:
+            print(f"fechatter: {exc}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            print("Stopping Fechatter...", flush=True)
+            await stack.stop()
+            print("Stopped.", flush=True)
+
+    return asyncio.run(main())
+
+
+def _state(args: argparse.Namespace) -> tuple[Path, dict | None]:
+    env = dict(os.environ)
+    if args.data_dir:
+        env["FECHATTER_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    path = data_dir_from_env(env) / "stack.json"
+    if not path.exists():
+        return path, None
+    return path, json.loads(path.read_text())
+
+
+def _stop(args: argparse.Namespace) -> int:
+    import psutil
+
+    path, state = _state(args)
+    if state is None:
+        print("Fechatter is not running (no state file).")
+        return 0
+    pid = state["supervisor_pid"]
+    if not psutil.pid_exists(pid):
+        print(f"Supervisor pid {pid} is gone; run `fechatter up` once to clean up leftovers.")
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        time.sleep(0.2)
+    if psutil.pid_exists(pid) and not path.exists():
+        pass
+    print(
+        "Fechatter stopped."
+        if not path.exists()
+        else "Stop requested; the supervisor is still shutting down."
+    )
+    return 0
+
+
+def _rss(pid: int) -> int:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+    except psutil.Error:
+        return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import psutil
+
+    _, state = _state(args)
+    if state is None:
+        print("Fechatter is not running.")
+        return 1
+    total = 0
+    print(f"{'process':<18}{'pid':>8}{'port':>7}{'restarts':>10}{'rss MB':>9}  state")
+    for name, child in state["children"].items():
+        pid = child.get("pid") or 0
+        alive = bool(pid) and psutil.pid_exists(pid)
+        rss = _rss(pid) if alive else 0
+        total += rss
+        print(
+            f"{name:<18}{pid:>8}{child['port']:>7}{child['restarts']:>10}{rss / 1e6:>9.1f}  "
+            f"{'running' if alive else 'down'}"
+        )
+    print(f"{'total':<43}{total / 1e6:>9.1f}")
+    print(f"URL: {state['url']}")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    log_dir = data_dir_from_env(env) / "logs"
+    files = sorted(str(p) for p in log_dir.glob("*.log"))
+    if not files:
+        print(f"No logs in {log_dir}")
+        return 1
+    os.execvp("tail", ["tail", "-n", "50", *(["-F"] if args.follow else []), *files])
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s supervisor: %(message)s")
+    for noisy in ("httpx", "httpcore", "nats"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(prog="fechatter", description="Run Fechatter on this machine.")
+    parser.add_argument("--data-dir", help="state directory (default ./data or $FECHATTER_DATA_DIR)")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("up", help="start everything and stay in the foreground (default)")
+    sub.add_parser("stop", help="stop a running stack")
+    sub.add_parser("status", help="list processes, ports and memory")
+    logs = sub.add_parser("logs", help="show the logs of every process")
+    logs.add_argument("-f", "--follow", action="store_true")
+    args = parser.parse_args(argv)
+    command = args.command or "up"
+    return {"up": _up, "stop": _stop, "status": _status, "logs": _logs}[command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The notify service: SSE delivery with resume, fed by JetStream."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import sqlalchemy as sa
+from litestar import Litestar
+from litestar.types import ASGIApp
+
+from fechatter_core import bus
+from fechatter_core.config import load_config
+from fechatter_core.db.engine import create_engine
+from fechatter_core.logs import configure_logging
+from fechatter_core.settings import NotifySettings
+from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
+from notify_server.connections import Registry
+from notify_server.context import NotifyContext
+from notify_server.fanout import Fanout
+from notify_server.sse import sse
+
+SERVICE = "notify_server"
+
+
+def build_app(settings: NotifySettings) -> Litestar:
+    health = HealthChecks(SERVICE)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = create_engine(settings.database)
+        nc = await bus.connect(settings.nats, name=SERVICE)
+        js = nc.jetstream()
+        await bus.ensure_stream(js, bus.domain_stream_config(settings.nats.stream))
+        await bus.ensure_stream(
+            js,
+            bus.user_log_stream_config(
+                settings.nats.user_stream,
+                retention_hours=settings.sse.retention_hours,
+                per_user=settings.sse.retention_per_user,
+            ),
+        )
+        registry = Registry(js, settings.nats.user_stream, settings.sse.buffer_size)
+        await registry.start()
+        fanout = Fanout(js, engine, domain_stream=settings.nats.stream, user_stream=settings.nats.user_stream)
+        await fanout.start()
+        app.state.ctx = NotifyContext(settings, engine, nc, js, registry)
+
+        async def check_postgres() -> None:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+
+        async def check_nats() -> None:
+            if not nc.is_connected:
+                raise ConnectionError("not connected")
+            await nc.flush(timeout=1)
+
+        health.add("nats", check_nats)
+        health.add("postgres", check_postgres)
+        try:
+            yield
+        finally:
+            await fanout.stop()
+            await registry.stop()
+            await nc.drain()
+            await engine.dispose()
+
+    return Litestar(
+        route_handlers=[sse, *health.route_handlers()],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+    )
+
+
+def create_app() -> ASGIApp:
+    settings = load_config("notify", NotifySettings)
+    configure_logging(SERVICE, settings.log.level)
+    return wrap(build_app(settings), SERVICE)
