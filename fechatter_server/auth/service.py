@@ -26,8 +26,6 @@ from fechatter_server.context import AppContext
 from fechatter_server.views import SessionOut, user_out, workspace_out
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# A second refresh with the same token this soon after rotation is a client race (two tabs), not theft.
-REUSE_GRACE = timedelta(seconds=10)
 
 
 def _clean_text(value: str, field: str) -> str:
@@ -184,7 +182,8 @@ async def refresh(ctx: AppContext, raw_token: str, user_agent: str | None) -> Se
         if token is None or token.revoked_at is not None or token.expires_at <= now:
             raise unauthorized("The refresh token is invalid or has expired")
         if token.rotated_at is not None:
-            if now - token.rotated_at > REUSE_GRACE:
+            grace = timedelta(seconds=ctx.settings.auth.refresh_reuse_grace_seconds)
+            if now - token.rotated_at > grace:
                 # A rotated token came back: someone holds a copy. End every session of that family.
                 await conn.execute(
                     refresh_tokens.update()

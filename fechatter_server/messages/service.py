@@ -85,6 +85,26 @@ async def send_message(
         if found is not None:
             return _replay(found, content, data.reply_to), False
 
+    try:
+        message = await _insert(ctx, caller, chat_id, content, data.reply_to, key)
+    except _KeyTaken:
+        # A concurrent send with the same key won while we waited for the chat lock; ours rolled back,
+        # which also released the seq it had taken.
+        async with ctx.engine.connect() as conn:
+            found = await _existing(conn, chat_id, caller.user_id, key or "")
+        assert found is not None
+        return _replay(found, content, data.reply_to), False
+    ctx.publisher.wake()
+    return message, True
+
+
+class _KeyTaken(Exception):
+    pass
+
+
+async def _insert(
+    ctx: AppContext, caller: AccessClaims, chat_id: int, content: str, reply_to: int | None, key: str | None
+) -> MessageOut:
     async with ctx.engine.begin() as conn:
         seq = await conn.scalar(
             chats.update()
@@ -101,9 +121,9 @@ async def send_message(
         if seq is None:
             await require_member(conn, caller, chat_id)  # raises the precise 404 / 403
             raise AssertionError("unreachable: membership check passed but chat update matched nothing")
-        if data.reply_to is not None:
+        if reply_to is not None:
             target = await conn.scalar(
-                sa.select(messages.c.id).where(messages.c.id == data.reply_to, messages.c.chat_id == chat_id)
+                sa.select(messages.c.id).where(messages.c.id == reply_to, messages.c.chat_id == chat_id)
             )
             if target is None:
                 raise validation_error("reply_to is not a message of this chat", "reply_to")
@@ -114,7 +134,7 @@ async def send_message(
                 seq=seq,
                 sender_id=caller.user_id,
                 content=content,
-                reply_to=data.reply_to,
+                reply_to=reply_to,
                 idempotency_key=key,
             )
             .on_conflict_do_nothing(constraint="messages_idempotency_key")
@@ -122,11 +142,7 @@ async def send_message(
         )
         row = (await conn.execute(insert)).one_or_none()
         if row is None:
-            # A concurrent send with the same key won while we waited for the chat lock.
-            await conn.rollback()
-            found = await _existing(conn, chat_id, caller.user_id, key or "")
-            assert found is not None
-            return _replay(found, content, data.reply_to), False
+            raise _KeyTaken
         message = message_out(row)
         await record(
             conn,
@@ -138,8 +154,7 @@ async def send_message(
                 data=to_builtins(message),
             ),
         )
-    ctx.publisher.wake()
-    return message, True
+    return message
 
 
 async def list_messages(
