@@ -6,7 +6,7 @@ reached) is written once. ``forbid_unknown_fields`` turns a typo in a YAML key i
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -39,7 +39,8 @@ class RedisSettings(_Section, kw_only=True):
 
 
 class AuthSettings(_Section, kw_only=True):
-    jwt_secret: str
+    # Short secrets make HS256 tokens guessable; refuse them at start-up.
+    jwt_secret: Annotated[str, msgspec.Meta(min_length=16)]
     issuer: str = "fechatter-server"
     audience: str = "fechatter-web"
     access_ttl_seconds: int = 900

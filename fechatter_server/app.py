@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
-from litestar import Litestar
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -28,6 +29,12 @@ from fechatter_server.messages.routes import router as messages_router
 from fechatter_server.workspaces.routes import router as workspaces_router
 
 SERVICE = "fechatter_server"
+
+
+@get("/api/openapi.json", include_in_schema=False)
+async def openapi_json(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The OpenAPI document at the path API.md names (Litestar also serves it under /api/docs/)."""
+    return Response(request.app.openapi_schema.to_schema(), media_type=MediaType.JSON)
 
 
 def build_app(settings: FechatterSettings) -> Litestar:

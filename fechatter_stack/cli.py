@@ -58,6 +58,30 @@ def _up(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def _db(args: argparse.Namespace) -> int:
+    """Migrate (or reset) the database: $DATABASE_URL, or the embedded PostgreSQL started just for this."""
+    env = dict(os.environ)
+    if args.data_dir:
+        env["FECHATTER_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    options = StackOptions(
+        data_dir=data_dir_from_env(env), env=env, services=(), reset_database=args.action == "reset"
+    )
+    stack = Stack(options)
+
+    async def main() -> int:
+        try:
+            await stack.start()
+            print("Database reset and migrated." if args.action == "reset" else "Database migrated.")
+            return 0
+        except StackError as exc:
+            print(f"fechatter: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await stack.stop()
+
+    return asyncio.run(main())
+
+
 def _state(args: argparse.Namespace) -> tuple[Path, dict | None]:
     env = dict(os.environ)
     if args.data_dir:
@@ -149,11 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="start everything and stay in the foreground (default)")
     sub.add_parser("stop", help="stop a running stack")
     sub.add_parser("status", help="list processes, ports and memory")
+    db = sub.add_parser("db", help="apply migrations, or reset the database")
+    db.add_argument("action", choices=["upgrade", "reset"])
     logs = sub.add_parser("logs", help="show the logs of every process")
     logs.add_argument("-f", "--follow", action="store_true")
     args = parser.parse_args(argv)
     command = args.command or "up"
-    return {"up": _up, "stop": _stop, "status": _status, "logs": _logs}[command](args)
+    return {"up": _up, "stop": _stop, "status": _status, "logs": _logs, "db": _db}[command](args)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,7 @@ class StackOptions:
     durable: bool = True
     services: tuple[str, ...] = tuple(SERVICES)
     health_timeout: float = 90.0
+    reset_database: bool = False
 
 
 class Stack:
@@ -198,7 +199,8 @@ class Stack:
 
         env = dict(self.env)
         env["FECHATTER_DATA_DIR"] = str(self.data_dir)
-        env.setdefault("JWT_SECRET", keys["jwt_secret"])
+        if not env.get("JWT_SECRET"):
+            env["JWT_SECRET"] = keys["jwt_secret"]
         if not external["postgres"]:
             env["DATABASE_URL"] = (
                 f"postgresql://postgres:{keys['postgres_password']}@127.0.0.1:{self.ports['postgres']}/fechatter"
@@ -216,6 +218,8 @@ class Stack:
         self.service_env = env
 
         await self._start_infra(keys, external)
+        if self.options.reset_database:
+            await self._reset_database()
         await self._migrate()
         for name in self.options.services:
             module = SERVICES[name][0]
@@ -273,6 +277,19 @@ class Stack:
         child = Child(launch, dict(os.environ), self.data_dir)
         child.start()
         self.infra.append(child)
+
+    async def _reset_database(self) -> None:
+        import asyncpg
+
+        url = self.service_env["DATABASE_URL"]
+        base, _, name = url.rpartition("/")
+        name = name.split("?", 1)[0]
+        conn = await asyncpg.connect(base + "/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
 
     async def _migrate(self) -> None:
         proc = await asyncio.create_subprocess_exec(

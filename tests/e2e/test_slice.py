@@ -106,6 +106,12 @@ async def test_signup_signin_me(client: httpx.AsyncClient) -> None:
     }
 
 
+async def test_openapi_describes_the_api(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/api/openapi.json")).json()
+    assert {"/api/signup", "/api/chat/{chat_id}/messages", "/api/workspace/chats"} <= set(spec["paths"])
+    assert (await client.get("/api/docs/openapi.json")).status_code == 200
+
+
 async def test_invites_join_the_workspace(client: httpx.AsyncClient) -> None:
     owner = await signup(client, workspace_name="Invites")
     code = await invite(client, owner)

