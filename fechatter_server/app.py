@@ -79,6 +79,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
 
     return Litestar(
         route_handlers=[
+            openapi_json,
             auth_router,
             workspaces_router,
             chats_router,

@@ -107,7 +107,9 @@ async def test_signup_signin_me(client: httpx.AsyncClient) -> None:
 
 
 async def test_openapi_describes_the_api(client: httpx.AsyncClient) -> None:
-    spec = (await client.get("/api/openapi.json")).json()
+    response = await client.get("/api/openapi.json")
+    assert response.status_code == 200, response.text
+    spec = response.json()
     assert {"/api/signup", "/api/chat/{chat_id}/messages", "/api/workspace/chats"} <= set(spec["paths"])
     assert (await client.get("/api/docs/openapi.json")).status_code == 200
 
