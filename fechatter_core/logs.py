@@ -17,7 +17,8 @@ _SECRET_PATTERNS = [
         re.compile(r"(?i)(\"(?:access_token|refresh_token|password|jwt_secret|api_key)\"\s*:\s*\")[^\"]*"),
         r"\1[redacted]",
     ),
-    (re.compile(r"(?i)(://[^:/@\s]+:)[^@\s]+@"), r"\1[redacted]@"),
+    # user:password@ in a URL; the user may be empty (redis://:password@host), the password holds no "/".
+    (re.compile(r"(?i)(://[^:/@\s]*:)[^@/\s]+@"), r"\1[redacted]@"),
 ]
 
 

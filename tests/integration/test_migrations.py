@@ -1,0 +1,102 @@
+"""The Alembic revisions build, tear down and rebuild a database that matches the code's tables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from fechatter_core.db.engine import async_url
+from fechatter_core.db.schema import metadata
+from tests.stackutil import REPO_ROOT, RunningStack
+
+
+@pytest.fixture
+async def fresh_database(stack: RunningStack) -> AsyncIterator[str]:
+    name = f"migcheck_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(stack.database_url("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield stack.database_url(name)
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", "alembic.ini", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def tables(database_url: str) -> set[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+    return {row["tablename"] for row in rows}
+
+
+async def schema_diff(database_url: str) -> list:
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync_conn: compare_metadata(
+                    MigrationContext.configure(sync_conn, opts={"compare_type": True}), metadata
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_downgrade_upgrade_matches_the_schema(fresh_database: str) -> None:
+    expected = set(metadata.tables)
+    assert await tables(fresh_database) == set()
+
+    up = alembic(fresh_database, "upgrade", "head")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert await tables(fresh_database) == expected | {"alembic_version"}
+    current = alembic(fresh_database, "current")
+    assert current.returncode == 0, current.stdout + current.stderr
+    assert "0001 (head)" in current.stdout
+
+    down = alembic(fresh_database, "downgrade", "-1")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert await tables(fresh_database) == {"alembic_version"}
+
+    again = alembic(fresh_database, "upgrade", "head")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert await tables(fresh_database) == expected | {"alembic_version"}
+
+    diff = await schema_diff(fresh_database)
+    assert diff == [], "\n".join(map(repr, diff))
+
+
+async def test_upgrade_head_twice_is_a_no_op(fresh_database: str) -> None:
+    # `make run` migrates on every start: a second run must neither fail nor change anything.
+    first = alembic(fresh_database, "upgrade", "head")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Running upgrade  -> 0001" in first.stderr
+    second = alembic(fresh_database, "upgrade", "head")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Running upgrade" not in second.stderr + second.stdout
+    assert await schema_diff(fresh_database) == []
