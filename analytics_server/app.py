@@ -45,7 +45,9 @@ def build_app(settings: AnalyticsSettings) -> Litestar:
             await store.close()
 
     return Litestar(
-        route_handlers=[*health.route_handlers()], exception_handlers=EXCEPTION_HANDLERS, lifespan=[lifespan]
+        route_handlers=[*health.route_handlers()],
+        exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=None,  # configure_logging owns the root logger (format, redaction) lifespan=[lifespan]
     )
 
 

@@ -53,7 +53,9 @@ def build_app(settings: BotSettings) -> Litestar:
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[*health.route_handlers()], exception_handlers=EXCEPTION_HANDLERS, lifespan=[lifespan]
+        route_handlers=[*health.route_handlers()],
+        exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=None,  # configure_logging owns the root logger (format, redaction) lifespan=[lifespan]
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
@@ -19,8 +18,11 @@ DAY = 24 * 3600
 
 
 async def connect(settings: NatsSettings, *, name: str) -> NatsClient:
+    client = NatsClient()
+
     async def _disconnected() -> None:
-        log.warning("nats disconnected; reconnecting")
+        if not client.is_closed:
+            log.warning("nats disconnected; reconnecting")
 
     async def _reconnected() -> None:
         log.info("nats reconnected")
@@ -28,7 +30,7 @@ async def connect(settings: NatsSettings, *, name: str) -> NatsClient:
     async def _error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
 
-    return await nats.connect(
+    await client.connect(
         settings.url,
         name=name,
         max_reconnect_attempts=-1,  # keep trying forever: a restarted nats-server must not kill the service
@@ -38,6 +40,7 @@ async def connect(settings: NatsSettings, *, name: str) -> NatsClient:
         reconnected_cb=_reconnected,
         error_cb=_error,
     )
+    return client
 
 
 def domain_stream_config(name: str) -> StreamConfig:

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -20,6 +20,7 @@ from fechatter_core.errors import ApiError, code_for_status, error_body
 from fechatter_core.logs import request_id_var
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("fechatter.access")
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
 LATENCY = Histogram(
@@ -35,9 +36,10 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 class RequestContext:
     """Outermost ASGI layer: a request id on every response (404s included) and per-route metrics."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str, *, access_log: bool = False) -> None:
         self.app = app
         self.service = service
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,8 +66,15 @@ class RequestContext:
         finally:
             route = scope.get("path_template") or "unmatched"
             method = scope["method"]
+            elapsed = time.perf_counter() - started
             REQUESTS.labels(self.service, method, route, str(status)).inc()
-            LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
+            LATENCY.labels(self.service, method, route).observe(elapsed)
+            if self.access_log:
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = scope["path"] + (f"?{query}" if query else "")
+                client = scope.get("client") or ("-", 0)
+                # The formatter redacts ?access_token= and other secrets before this reaches a file.
+                access_log.info("%s %s %s %d %.1fms", client[0], method, target, status, elapsed * 1000)
             request_id_var.reset(token)
 
 
@@ -190,5 +199,5 @@ class HealthChecks:
         return [health, metrics]
 
 
-def wrap(app: Litestar, service: str) -> ASGIApp:
-    return RequestContext(app, service)
+def wrap(app: ASGIApp, service: str, *, access_log: bool = False) -> ASGIApp:
+    return RequestContext(app, service, access_log=access_log)

@@ -91,6 +91,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             "caller": Provide(provide_caller, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=None,  # configure_logging owns the root logger (format, redaction)
         lifespan=[lifespan],
         request_max_body_size=settings.limits.body_max_bytes,
         openapi_config=OpenAPIConfig(

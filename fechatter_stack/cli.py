@@ -120,14 +120,20 @@ def _stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rss(pid: int) -> int:
+def _memory(pid: int) -> int:
+    """PSS of a process and its children: shared pages (PostgreSQL's buffers, libraries) counted once."""
     import psutil
 
+    total = 0
     try:
         proc = psutil.Process(pid)
-        return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        for member in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                info = member.memory_full_info()
+                total += getattr(info, "pss", info.rss)
     except psutil.Error:
         return 0
+    return total
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -138,17 +144,17 @@ def _status(args: argparse.Namespace) -> int:
         print("Fechatter is not running.")
         return 1
     total = 0
-    print(f"{'process':<18}{'pid':>8}{'port':>7}{'restarts':>10}{'rss MB':>9}  state")
+    print(f"{'process':<18}{'pid':>8}{'port':>7}{'restarts':>10}{'mem MB':>9}  state")
     for name, child in state["children"].items():
         pid = child.get("pid") or 0
         alive = bool(pid) and psutil.pid_exists(pid)
-        rss = _rss(pid) if alive else 0
+        rss = _memory(pid) if alive else 0
         total += rss
         print(
             f"{name:<18}{pid:>8}{child['port']:>7}{child['restarts']:>10}{rss / 1e6:>9.1f}  "
             f"{'running' if alive else 'down'}"
         )
-    print(f"{'total':<43}{total / 1e6:>9.1f}")
+    print(f"{'total':<43}{total / 1e6:>9.1f}  (proportional set size, children included)")
     print(f"URL: {state['url']}")
     return 0
 

@@ -63,6 +63,7 @@ class GatewayApp:
                 *frontend_handlers(self.settings.frontend_dir),
             ],
             exception_handlers=EXCEPTION_HANDLERS,
+            logging_config=None,  # configure_logging owns the root logger (format, redaction)
             lifespan=[lifespan],
         )
 
@@ -84,4 +85,4 @@ class GatewayApp:
 def create_app() -> ASGIApp:
     settings = load_config("gateway", GatewaySettings)
     configure_logging(SERVICE, settings.log.level)
-    return wrap(GatewayApp(settings), SERVICE)  # type: ignore[arg-type]
+    return wrap(GatewayApp(settings), SERVICE, access_log=True)

@@ -181,3 +181,19 @@ def test_status_lists_every_process_as_running(stack: RunningStack) -> None:
         assert int(fields[1]) == child["pid"]
         assert int(fields[2]) == child["port"]
     assert f"URL: http://localhost:{stack.port('GATEWAY_PORT')}" in result.stdout
+
+
+async def test_gateway_access_log_redacts_tokens(stack: RunningStack) -> None:
+    secret = "tok-e2e-0123456789"
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+        response = await http.get(
+            "/api/users/me", params={"access_token": secret}, headers={"Authorization": f"Bearer {secret}x"}
+        )
+    assert response.status_code == 401
+    log_path = stack.data_dir / "logs" / "gateway.log"
+    deadline = time.monotonic() + 5
+    while "/api/users/me?access_token=[redacted]" not in log_path.read_text() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    text = "\n".join(p.read_text() for p in (stack.data_dir / "logs").glob("*.log"))
+    assert "/api/users/me?access_token=[redacted]" in text
+    assert secret not in text
