@@ -94,12 +94,13 @@ class RunningStack:
         )
         raise RuntimeError(f"stack did not start: {buffer}\n{logs}")
 
-    def stop(self, timeout: float = 60.0) -> None:
+    def stop(self, timeout: float = 60.0, sig: int = signal.SIGTERM) -> None:
+        """Stop the supervisor: SIGTERM as `make stop` does, or SIGINT as Ctrl-C in a terminal does."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:

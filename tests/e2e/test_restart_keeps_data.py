@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 from pathlib import Path
 
@@ -55,7 +56,7 @@ async def test_data_survives_a_stop_and_start(tmp_path: Path) -> None:
             assert sent.status_code == 201, sent.text
             message = sent.json()["data"]
 
-        stack.stop()
+        stack.stop(sig=signal.SIGINT)  # what Ctrl-C in the terminal of `make run` sends
         assert open_ports(ports) == {}
         assert not (stack.data_dir / "stack.json").exists()
 
