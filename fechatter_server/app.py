@@ -26,6 +26,7 @@ from fechatter_server.chats.routes import router as chats_router
 from fechatter_server.context import AppContext
 from fechatter_server.deps import provide_caller, provide_ctx
 from fechatter_server.messages.routes import router as messages_router
+from fechatter_server.reads.routes import router as reads_router
 from fechatter_server.workspaces.routes import router as workspaces_router
 
 SERVICE = "fechatter_server"
@@ -84,6 +85,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             workspaces_router,
             chats_router,
             messages_router,
+            reads_router,
             *health.route_handlers(),
         ],
         dependencies={

@@ -95,6 +95,7 @@ chats = sa.Table(
     sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("last_message_at", sa.DateTime(timezone=True), nullable=True),
     _ts("created_at"),
+    sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint(
         "chat_type IN ('Single', 'Group', 'PrivateChannel', 'PublicChannel')", name="chats_chat_type"
     ),
@@ -138,6 +139,17 @@ messages = sa.Table(
     sa.UniqueConstraint("chat_id", "sender_id", "idempotency_key", name="messages_idempotency_key"),
 )
 sa.Index("messages_sender_idx", messages.c.sender_id)
+sa.Index("messages_reply_to_idx", messages.c.reply_to, postgresql_where=messages.c.reply_to.isnot(None))
+
+message_edits = sa.Table(
+    "message_edits",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("message_id", sa.BigInteger, sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("previous_content", sa.Text, nullable=False),
+    _ts("edited_at"),
+)
+sa.Index("message_edits_message_idx", message_edits.c.message_id, message_edits.c.id)
 
 refresh_tokens = sa.Table(
     "refresh_tokens",

@@ -143,6 +143,16 @@ async def _insert(
         row = (await conn.execute(insert)).one_or_none()
         if row is None:
             raise _KeyTaken
+        # Posting in a chat means having seen it: the sender's read position moves to their message.
+        await conn.execute(
+            chat_members.update()
+            .where(
+                chat_members.c.chat_id == chat_id,
+                chat_members.c.user_id == caller.user_id,
+                chat_members.c.last_read_seq < seq,
+            )
+            .values(last_read_seq=seq)
+        )
         message = message_out(row)
         await record(
             conn,

@@ -192,8 +192,10 @@ async def test_messages_seq_idempotency_and_paging(client: httpx.AsyncClient) ->
     listed = (await client.get("/api/workspace/chats", headers=bob.auth)).json()["data"][0]
     assert listed["last_seq"] == 9
     assert listed["last_message"]["seq"] == 9
-    # Bob has read nothing: unread is every message alice sent (seq 2, 4, 6 and "once" at 8).
-    assert listed["unread_count"] == 4
+    # Bob's own last message (seq 9) moved his read position past everything alice sent.
+    assert listed["unread_count"] == 0
+    listed_for_alice = (await client.get("/api/workspace/chats", headers=alice.auth)).json()["data"][0]
+    assert listed_for_alice["unread_count"] == 1  # bob's seq 9, after alice's last send at seq 8
 
 
 @pytest.mark.parametrize(
