@@ -2,16 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Response, Router, get, post
+from litestar import Response, Router, delete, get, patch, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from fechatter_core.api import Success, ok
 from fechatter_core.security import AccessClaims
-from fechatter_server.chats import service
-from fechatter_server.chats.schemas import CreateChatRequest
+from fechatter_server.chats import membership, service
+from fechatter_server.chats.schemas import AddMembersRequest, CreateChatRequest, UpdateChatRequest
 from fechatter_server.context import AppContext
-from fechatter_server.views import ChatOut
+from fechatter_server.views import ChatOut, UserOut
 
 ChatId = Annotated[int, Parameter(ge=1, le=2**62, description="Chat id")]
 
@@ -38,4 +38,78 @@ async def get_chat(ctx: AppContext, caller: AccessClaims, chat_id: ChatId) -> Su
     return ok(await service.get_chat(ctx, caller, chat_id))
 
 
-router = Router(path="/api", route_handlers=[list_chats, create_chat, get_chat], tags=["chats"])
+@patch("/chat/{chat_id:int}", summary="Rename or describe a chat (owner or admin)")
+async def update_chat(
+    ctx: AppContext, caller: AccessClaims, chat_id: ChatId, data: UpdateChatRequest
+) -> Success[ChatOut]:
+    return ok(await membership.update_chat(ctx, caller, chat_id, data))
+
+
+@get("/chat/{chat_id:int}/members", summary="Members of a chat (anyone in the workspace for a PublicChannel)")
+async def list_members(ctx: AppContext, caller: AccessClaims, chat_id: ChatId) -> Success[list[UserOut]]:
+    return ok(await membership.list_members(ctx, caller, chat_id))
+
+
+@post(
+    "/chat/{chat_id:int}/members",
+    status_code=HTTP_200_OK,
+    summary="Add people to a chat",
+    description="Group: any member adds. PrivateChannel: owner or admin. PublicChannel: members add others, "
+    "anyone in the workspace may add themself (join). Single chats never change. People already in the chat "
+    "are ignored. A new member starts with the existing history read.",
+)
+async def add_members(
+    ctx: AppContext, caller: AccessClaims, chat_id: ChatId, data: AddMembersRequest
+) -> Success[ChatOut]:
+    return ok(await membership.add_members(ctx, caller, chat_id, data))
+
+
+@delete(
+    "/chat/{chat_id:int}/members/{user_id:int}",
+    status_code=HTTP_200_OK,
+    summary="Remove a member (owner or admin), or leave (your own id)",
+    description="The owner cannot be removed; when the owner leaves, the earliest admin (else the earliest "
+    "member) becomes owner.",
+)
+async def remove_member(
+    ctx: AppContext,
+    caller: AccessClaims,
+    chat_id: ChatId,
+    user_id: Annotated[int, Parameter(ge=1, le=2**62)],
+) -> Success[dict[str, int]]:
+    return ok(await membership.remove_member(ctx, caller, chat_id, user_id))
+
+
+@post("/chat/{chat_id:int}/join", status_code=HTTP_200_OK, summary="Join a public channel")
+async def join_channel(ctx: AppContext, caller: AccessClaims, chat_id: ChatId) -> Success[ChatOut]:
+    return ok(
+        await membership.add_members(ctx, caller, chat_id, AddMembersRequest(user_ids=[caller.user_id]))
+    )
+
+
+@post("/chat/{chat_id:int}/leave", status_code=HTTP_200_OK, summary="Leave a chat")
+async def leave_chat(ctx: AppContext, caller: AccessClaims, chat_id: ChatId) -> Success[dict[str, int]]:
+    return ok(await membership.remove_member(ctx, caller, chat_id, caller.user_id))
+
+
+@get("/workspace/channels", summary="Public channels of the workspace, joined or not")
+async def list_channels(ctx: AppContext, caller: AccessClaims) -> Success[list[ChatOut]]:
+    return ok(await service.list_public_channels(ctx, caller))
+
+
+router = Router(
+    path="/api",
+    route_handlers=[
+        list_chats,
+        create_chat,
+        get_chat,
+        update_chat,
+        list_members,
+        add_members,
+        remove_member,
+        join_channel,
+        leave_chat,
+        list_channels,
+    ],
+    tags=["chats"],
+)

@@ -20,3 +20,12 @@ class CreateChatRequest(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(max_length=128)] = ""
     members: Annotated[list[UserId], msgspec.Meta(max_length=1000)] = msgspec.field(default_factory=list)
     description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class AddMembersRequest(msgspec.Struct, forbid_unknown_fields=True):
+    user_ids: Annotated[list[UserId], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class UpdateChatRequest(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None

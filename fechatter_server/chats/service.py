@@ -63,7 +63,7 @@ async def list_chats(ctx: AppContext, caller: AccessClaims) -> list[ChatOut]:
 
 async def get_chat(ctx: AppContext, caller: AccessClaims, chat_id: int) -> ChatOut:
     async with ctx.engine.connect() as conn:
-        row = await _load_chat(conn, caller, chat_id)
+        row = await load_chat(conn, caller, chat_id)
     if row is None:
         raise not_found("Chat not found")
     if caller.user_id not in (row.member_ids or []) and row.chat_type != ChatType.PUBLIC_CHANNEL.value:
@@ -71,13 +71,25 @@ async def get_chat(ctx: AppContext, caller: AccessClaims, chat_id: int) -> ChatO
     return chat_out(row)
 
 
-async def _load_chat(conn: Any, caller: AccessClaims, chat_id: int) -> Any:
+async def load_chat(conn: Any, caller: AccessClaims, chat_id: int) -> Any:
     return (
         await conn.execute(
             chat_rows_query("c.id = :chat_id"),
             {"user_id": caller.user_id, "workspace_id": caller.workspace_id, "chat_id": chat_id},
         )
     ).one_or_none()
+
+
+async def list_public_channels(ctx: AppContext, caller: AccessClaims) -> list[ChatOut]:
+    """Public channels of the workspace, joined or not, for browsing."""
+    async with ctx.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                chat_rows_query("c.chat_type = 'PublicChannel'"),
+                {"user_id": caller.user_id, "workspace_id": caller.workspace_id},
+            )
+        ).all()
+    return [chat_out(row) for row in rows]
 
 
 async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatRequest) -> tuple[ChatOut, bool]:
@@ -121,7 +133,7 @@ async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatReq
                 )
             )
             if existing is not None:
-                return chat_out(await _load_chat(conn, caller, existing)), False
+                return chat_out(await load_chat(conn, caller, existing)), False
             # Lock the pair so two concurrent requests cannot both create the direct chat.
             await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(direct_key))))
             existing = await conn.scalar(
@@ -130,7 +142,7 @@ async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatReq
                 )
             )
             if existing is not None:
-                return chat_out(await _load_chat(conn, caller, existing)), False
+                return chat_out(await load_chat(conn, caller, existing)), False
             name = name or "Direct message"
         chat_id = await conn.scalar(
             chats.insert()
@@ -149,7 +161,7 @@ async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatReq
             [{"chat_id": chat_id, "user_id": caller.user_id, "role": "owner"}]
             + [{"chat_id": chat_id, "user_id": m, "role": "member"} for m in others],
         )
-        chat = chat_out(await _load_chat(conn, caller, chat_id))
+        chat = chat_out(await load_chat(conn, caller, chat_id))
         await record(
             conn,
             events.new_event(

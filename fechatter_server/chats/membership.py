@@ -1,0 +1,228 @@
+"""Who is in a chat: listing, adding, removing, leaving and joining, and renaming a chat.
+
+Permissions, by chat type:
+- Single: exactly two people for ever; nobody is added or removed.
+- Group: any member adds people; owner/admin remove others; anyone leaves.
+- PrivateChannel: owner/admin add and remove; anyone leaves.
+- PublicChannel: anyone in the workspace joins; members add others; owner/admin remove others.
+A new member starts with everything before their arrival read, so joining a busy channel does not bring
+hundreds of unread messages. When the owner leaves, the earliest admin (else the earliest member) becomes
+owner, so a chat with members always has one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fechatter_core import events
+from fechatter_core.db.schema import chat_members, chats, users, workspace_members
+from fechatter_core.errors import forbidden, not_found, validation_error
+from fechatter_core.outbox import record
+from fechatter_core.security import AccessClaims
+from fechatter_server.chats.schemas import AddMembersRequest, ChatType, UpdateChatRequest
+from fechatter_server.chats.service import chat_out, load_chat
+from fechatter_server.context import AppContext
+from fechatter_server.views import ChatOut, UserOut, to_builtins, user_out
+
+MANAGERS = ("owner", "admin")
+
+
+async def _chat_and_role(
+    conn: AsyncConnection, caller: AccessClaims, chat_id: int, *, lock: bool = False
+) -> Any:
+    """The chat (404 outside the caller's workspace) with the caller's role in it (None: not a member)."""
+    query = (
+        sa.select(chats.c.id, chats.c.chat_type, chats.c.owner_id, chats.c.last_seq, chat_members.c.role)
+        .select_from(chats)
+        .outerjoin(
+            chat_members,
+            sa.and_(chat_members.c.chat_id == chats.c.id, chat_members.c.user_id == caller.user_id),
+        )
+        .where(chats.c.id == chat_id, chats.c.workspace_id == caller.workspace_id)
+    )
+    if lock:
+        # Membership changes of one chat are serialised on its row (the same lock sends take).
+        query = query.with_for_update(of=chats)
+    row = (await conn.execute(query)).one_or_none()
+    if row is None:
+        raise not_found("Chat not found")
+    return row
+
+
+async def list_members(ctx: AppContext, caller: AccessClaims, chat_id: int) -> list[UserOut]:
+    async with ctx.engine.connect() as conn:
+        chat = await _chat_and_role(conn, caller, chat_id)
+        if chat.role is None and chat.chat_type != ChatType.PUBLIC_CHANNEL:
+            raise forbidden("You are not a member of this chat")
+        rows = (
+            await conn.execute(
+                sa.select(users)
+                .join(chat_members, chat_members.c.user_id == users.c.id)
+                .where(chat_members.c.chat_id == chat_id)
+                .order_by(chat_members.c.joined_at, users.c.id)
+            )
+        ).all()
+    return [user_out(row, caller.workspace_id) for row in rows]
+
+
+def _may_add(chat: Any, caller: AccessClaims, user_ids: list[int]) -> None:
+    chat_type = ChatType(chat.chat_type)
+    if chat_type is ChatType.SINGLE:
+        raise validation_error("A direct chat cannot take more members", "user_ids")
+    if chat.role is None:
+        if chat_type is ChatType.PUBLIC_CHANNEL and user_ids == [caller.user_id]:
+            return  # joining a public channel
+        raise forbidden("You are not a member of this chat")
+    if chat_type is ChatType.PRIVATE_CHANNEL and chat.role not in MANAGERS:
+        raise forbidden("Only the channel's owner or an admin can add people")
+
+
+async def add_members(
+    ctx: AppContext, caller: AccessClaims, chat_id: int, data: AddMembersRequest
+) -> ChatOut:
+    wanted = sorted(set(data.user_ids))
+    async with ctx.engine.begin() as conn:
+        chat = await _chat_and_role(conn, caller, chat_id, lock=True)
+        _may_add(chat, caller, wanted)
+        in_workspace = set(
+            (
+                await conn.scalars(
+                    sa.select(workspace_members.c.user_id).where(
+                        workspace_members.c.workspace_id == caller.workspace_id,
+                        workspace_members.c.user_id.in_(wanted),
+                    )
+                )
+            ).all()
+        )
+        strangers = [u for u in wanted if u not in in_workspace]
+        if strangers:
+            raise validation_error(f"Not members of this workspace: {strangers}", "user_ids")
+        present = set(
+            (
+                await conn.scalars(
+                    sa.select(chat_members.c.user_id).where(
+                        chat_members.c.chat_id == chat_id, chat_members.c.user_id.in_(wanted)
+                    )
+                )
+            ).all()
+        )
+        new = [u for u in wanted if u not in present]
+        count = await conn.scalar(sa.select(sa.func.count()).where(chat_members.c.chat_id == chat_id))
+        limit = ctx.settings.limits.chat_members_max
+        if (count or 0) + len(new) > limit:
+            raise validation_error(f"A chat has at most {limit} members", "user_ids")
+        if new:
+            await conn.execute(
+                chat_members.insert(),
+                [
+                    {"chat_id": chat_id, "user_id": u, "role": "member", "last_read_seq": chat.last_seq}
+                    for u in new
+                ],
+            )
+            for user_id in new:
+                await record(
+                    conn,
+                    events.new_event(
+                        events.CHAT_MEMBER_ADDED,
+                        workspace_id=caller.workspace_id,
+                        actor_id=caller.user_id,
+                        chat_id=chat_id,
+                        data={"chat_id": chat_id, "user_id": user_id, "added_by": caller.user_id},
+                    ),
+                )
+        result = chat_out(await load_chat(conn, caller, chat_id))
+    if new:
+        ctx.publisher.wake()
+    return result
+
+
+async def _next_owner(conn: AsyncConnection, chat_id: int) -> int | None:
+    return await conn.scalar(
+        sa.select(chat_members.c.user_id)
+        .where(chat_members.c.chat_id == chat_id)
+        .order_by((chat_members.c.role == "admin").desc(), chat_members.c.joined_at, chat_members.c.user_id)
+        .limit(1)
+    )
+
+
+async def remove_member(ctx: AppContext, caller: AccessClaims, chat_id: int, user_id: int) -> dict[str, int]:
+    async with ctx.engine.begin() as conn:
+        chat = await _chat_and_role(conn, caller, chat_id, lock=True)
+        if chat.role is None:
+            raise forbidden("You are not a member of this chat")
+        if chat.chat_type == ChatType.SINGLE:
+            raise validation_error("Nobody can leave or be removed from a direct chat", "user_id")
+        leaving = user_id == caller.user_id
+        if not leaving:
+            if chat.role not in MANAGERS:
+                raise forbidden("Only the chat's owner or an admin can remove people")
+            if user_id == chat.owner_id:
+                raise forbidden("The owner cannot be removed")
+        removed = await conn.scalar(
+            chat_members.delete()
+            .where(chat_members.c.chat_id == chat_id, chat_members.c.user_id == user_id)
+            .returning(chat_members.c.user_id)
+        )
+        if removed is None:
+            raise not_found("That user is not a member of this chat")
+        if user_id == chat.owner_id:
+            successor = await _next_owner(conn, chat_id)
+            if successor is not None:
+                await conn.execute(chats.update().where(chats.c.id == chat_id).values(owner_id=successor))
+                await conn.execute(
+                    chat_members.update()
+                    .where(chat_members.c.chat_id == chat_id, chat_members.c.user_id == successor)
+                    .values(role="owner")
+                )
+        await record(
+            conn,
+            events.new_event(
+                events.CHAT_MEMBER_REMOVED,
+                workspace_id=caller.workspace_id,
+                actor_id=caller.user_id,
+                chat_id=chat_id,
+                data={"chat_id": chat_id, "user_id": user_id, "removed_by": caller.user_id},
+            ),
+        )
+    ctx.publisher.wake()
+    return {"chat_id": chat_id, "user_id": user_id}
+
+
+async def update_chat(
+    ctx: AppContext, caller: AccessClaims, chat_id: int, data: UpdateChatRequest
+) -> ChatOut:
+    values: dict[str, str] = {}
+    if data.name is not None:
+        name = data.name.strip()
+        if not name:
+            raise validation_error("name must not be blank", "name")
+        values["name"] = name
+    if data.description is not None:
+        values["description"] = data.description.strip()
+    if not values:
+        raise validation_error("Nothing to change: send name and/or description", "name")
+    async with ctx.engine.begin() as conn:
+        chat = await _chat_and_role(conn, caller, chat_id, lock=True)
+        if chat.role is None:
+            raise forbidden("You are not a member of this chat")
+        if chat.role not in MANAGERS:
+            raise forbidden("Only the chat's owner or an admin can rename or describe it")
+        if chat.chat_type == ChatType.SINGLE and "name" in values:
+            raise validation_error("A direct chat has no name to change", "name")
+        await conn.execute(chats.update().where(chats.c.id == chat_id).values(**values))
+        result = chat_out(await load_chat(conn, caller, chat_id))
+        await record(
+            conn,
+            events.new_event(
+                events.CHAT_UPDATED,
+                workspace_id=caller.workspace_id,
+                actor_id=caller.user_id,
+                chat_id=chat_id,
+                data=to_builtins(result),
+            ),
+        )
+    ctx.publisher.wake()
+    return result
