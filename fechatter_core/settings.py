@@ -63,6 +63,12 @@ class LimitSettings(_Section, kw_only=True):
     chat_name_max_chars: int = 128
     chat_members_max: int = 1000
     invite_ttl_hours: int = 7 * 24
+    # Sign-in: every attempt counts per client IP; failed ones count per account (a correct password is
+    # refused too while the account is over its limit, or the limit would protect nothing).
+    signin_per_ip: int = 30
+    signin_per_ip_window_seconds: int = 60
+    signin_failures_per_account: int = 10
+    signin_failures_window_seconds: int = 900
 
 
 class SearchSettings(_Section, kw_only=True):

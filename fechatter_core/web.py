@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -128,6 +129,32 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _envelope(500, error_body("internal_error", "Something went wrong on our side"))
+
+
+_MSGSPEC_PATH = re.compile(r"- at `\$\.?([^`]*)`$")
+
+
+async def strict_body(request: Request[Any, Any, Any]) -> None:
+    """Validate a JSON body against the handler's ``data`` type with JSON's own types.
+
+    Litestar converts bodies leniently (the string "3" becomes the integer 3); a client that sends the
+    wrong type should hear about it instead. Applied app-wide as a ``before_request`` hook.
+    """
+    field = request.route_handler.parsed_data_field
+    if field is None:
+        return
+    raw = await request.body()
+    if not raw.strip():
+        return  # an absent optional body; Litestar reports a missing required one
+    try:
+        msgspec.json.decode(raw, type=field.annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _MSGSPEC_PATH.search(message)
+        name = match.group(1) if match else None
+        raise ApiError(400, "validation_error", _clean_msgspec(message), field=name or None) from None
+    except msgspec.DecodeError:
+        raise ApiError(400, "bad_request", "The request body is not valid JSON") from None
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -20,7 +20,7 @@ from fechatter_core.db.engine import create_engine
 from fechatter_core.logs import configure_logging
 from fechatter_core.outbox import OutboxPublisher
 from fechatter_core.settings import FechatterSettings
-from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
+from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, strict_body, wrap
 from fechatter_server.auth.routes import router as auth_router
 from fechatter_server.chats.routes import router as chats_router
 from fechatter_server.context import AppContext
@@ -93,6 +93,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             "caller": Provide(provide_caller, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=strict_body,
         logging_config=None,  # configure_logging owns the root logger (format, redaction)
         lifespan=[lifespan],
         request_max_body_size=settings.limits.body_max_bytes,

@@ -24,3 +24,12 @@ def provide_caller(request: Request[Any, Any, Any], state: State) -> AccessClaim
         return verify_access_token(state.ctx.settings.auth, token)
     except TokenError as exc:
         raise unauthorized(f"Invalid access token: {exc}") from None
+
+
+def client_ip(request: Request[Any, Any, Any]) -> str:
+    """The client's address. The gateway replaces X-Forwarded-For with the address it saw (it never appends
+    to a client-supplied one), and this service listens only where the gateway can reach it."""
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",", 1)[0].strip()[:64]
+    return request.client.host if request.client else "unknown"

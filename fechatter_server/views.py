@@ -77,6 +77,15 @@ class ChatOut(msgspec.Struct):
 class InviteOut(msgspec.Struct):
     code: str
     expires_at: str
+    max_uses: int | None = None
+    uses: int = 0
+
+
+class WorkspaceMembershipOut(msgspec.Struct):
+    id: int
+    name: str
+    owner_id: int
+    role: str
 
 
 class ReadStateOut(msgspec.Struct):
@@ -120,3 +129,14 @@ def message_out(row: Any) -> MessageOut:
 def to_builtins(value: Any) -> Any:
     """For event payloads: the same JSON a client gets from the REST API."""
     return msgspec.to_builtins(value)
+
+
+class MessageEditOut(msgspec.Struct):
+    """A previous version of a message: its text and when an edit replaced it."""
+
+    content: str
+    edited_at: str
+
+
+def message_edit_out(row: Any) -> MessageEditOut:
+    return MessageEditOut(content=row.previous_content, edited_at=iso(row.edited_at) or "")

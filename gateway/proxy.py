@@ -28,6 +28,15 @@ HOP_BY_HOP = {
     b"host",
     b"content-length",
 }
+# Set by the gateway itself: a client-supplied value must never reach a service (it would let a client
+# pick the address that rate limits count).
+REQUEST_DROP = HOP_BY_HOP | {
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-real-ip",
+    b"x-request-id",
+}
 # The gateway's own request-id layer sets these on the way out.
 RESPONSE_DROP = HOP_BY_HOP | {b"x-request-id", b"server", b"date"}
 
@@ -87,7 +96,7 @@ class Proxy:
             return True
         if body is None:
             return True
-        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in scope["headers"] if k not in REQUEST_DROP]
         client = scope.get("client")
         forwarded_for = client[0] if client else ""
         headers += [

@@ -51,6 +51,8 @@ class UserLogEntry(msgspec.Struct):
     data: dict[str, Any]
     occurred_at: str
     event_id: str
+    # A stream is scoped to its token's workspace, like every REST query.
+    workspace_id: int
 
 
 _encode = msgspec.json.Encoder().encode
@@ -166,7 +168,13 @@ class Fanout:
             if name is None:
                 continue
             entry = _encode(
-                UserLogEntry(event=name, data=event.data, occurred_at=event.occurred_at, event_id=event.id)
+                UserLogEntry(
+                    event=name,
+                    data=event.data,
+                    occurred_at=event.occurred_at,
+                    event_id=event.id,
+                    workspace_id=event.workspace_id,
+                )
             )
             for user_id in sorted(await recipients(event, self._cache)):
                 futures.append(

@@ -105,8 +105,11 @@ async def _replay(ctx: NotifyContext, user_id: int, after: int) -> AsyncIterator
             await sub.unsubscribe()
 
 
-def _entry_frame(seq: int, raw: bytes) -> bytes:
+def _entry_frame(seq: int, raw: bytes, workspace_id: int) -> bytes | None:
+    """The SSE frame of a user-log entry, or None when it belongs to another of the user's workspaces."""
     entry = _decode_entry(raw)
+    if entry.get("workspace_id", workspace_id) != workspace_id:
+        return None
     event = entry.get("event", "message")
     delivered.labels(event).inc()
     occurred = entry.get("occurred_at")
@@ -131,7 +134,8 @@ async def _stream(ctx: NotifyContext, claims: AccessClaims, last_id: int | None)
                 async for seq, raw in _replay(ctx, claims.user_id, last_id):
                     if seq > sent:
                         sent = seq
-                        yield _entry_frame(seq, raw)
+                        if frame := _entry_frame(seq, raw, claims.workspace_id):
+                            yield frame
             else:
                 resyncs.inc()
                 yield _frame(None, "resync_required", b'{"reason":"history_expired"}')
@@ -153,7 +157,8 @@ async def _stream(ctx: NotifyContext, claims: AccessClaims, last_id: int | None)
                 continue
             if seq > sent:
                 sent = seq
-                yield _entry_frame(seq, raw)
+                if frame := _entry_frame(seq, raw, claims.workspace_id):
+                    yield frame
     except Exception:
         # The headers are gone already; end the stream and let the client resume from its last id.
         log.exception("SSE stream of user %s failed after id %s", claims.user_id, sent)

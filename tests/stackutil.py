@@ -129,6 +129,8 @@ def make_stack(data_dir: Path, **overrides: str) -> RunningStack:
             "LOG_LEVEL": "info",
             "REFRESH_REUSE_GRACE_SECONDS": "1",
             "SSE_PING_SECONDS": "2",
+            "SIGNIN_FAILURES_PER_ACCOUNT": "5",
+            "SIGNIN_PER_IP": "30",
         }
     )
     env.update(overrides)

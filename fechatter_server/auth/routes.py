@@ -12,8 +12,15 @@ from fechatter_core.api import Success, ok
 from fechatter_core.errors import unauthorized
 from fechatter_core.security import AccessClaims
 from fechatter_server.auth import service
-from fechatter_server.auth.schemas import LogoutRequest, RefreshRequest, SigninRequest, SignupRequest
+from fechatter_server.auth.schemas import (
+    ChangePasswordRequest,
+    LogoutRequest,
+    RefreshRequest,
+    SigninRequest,
+    SignupRequest,
+)
 from fechatter_server.context import AppContext
+from fechatter_server.deps import client_ip
 from fechatter_server.views import SessionOut, UserOut
 from fechatter_server.workspaces.service import get_user
 
@@ -46,7 +53,7 @@ async def signup(
 async def signin(
     ctx: AppContext, data: SigninRequest, request: Request[Any, Any, Any]
 ) -> Response[Success[SessionOut]]:
-    session = await service.signin(ctx, data, request.headers.get("user-agent"))
+    session = await service.signin(ctx, data, request.headers.get("user-agent"), client_ip(request))
     return _with_cookie(session, ctx, HTTP_200_OK)
 
 
@@ -78,6 +85,26 @@ async def logout(
     return response
 
 
+@post("/logout-all", status_code=HTTP_200_OK, summary="End every session of the signed-in user")
+async def logout_all(ctx: AppContext, caller: AccessClaims) -> Response[Success[dict[str, bool]]]:
+    await service.logout_all(ctx, caller.user_id)
+    response: Response[Success[dict[str, bool]]] = Response(ok({"logged_out": True}))
+    response.delete_cookie(REFRESH_COOKIE, path="/api")
+    return response
+
+
+@post(
+    "/users/change-password",
+    status_code=HTTP_200_OK,
+    summary="Change the password; every other session ends and a new one is returned",
+)
+async def change_password(
+    ctx: AppContext, caller: AccessClaims, data: ChangePasswordRequest, request: Request[Any, Any, Any]
+) -> Response[Success[SessionOut]]:
+    session = await service.change_password(ctx, caller, data, request.headers.get("user-agent"))
+    return _with_cookie(session, ctx, HTTP_200_OK)
+
+
 @get(
     "/users/me",
     summary="The signed-in user",
@@ -86,4 +113,8 @@ async def me(ctx: AppContext, caller: AccessClaims) -> Success[UserOut]:
     return ok(await get_user(ctx, caller))
 
 
-router = Router(path="/api", route_handlers=[signup, signin, refresh, logout, me], tags=["auth"])
+router = Router(
+    path="/api",
+    route_handlers=[signup, signin, refresh, logout, logout_all, change_password, me],
+    tags=["auth"],
+)

@@ -31,3 +31,8 @@ class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
     refresh_token: RefreshToken | None = None
+
+
+class ChangePasswordRequest(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: Annotated[str, msgspec.Meta(max_length=128)]
+    new_password: Password

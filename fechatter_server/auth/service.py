@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import uuid
@@ -12,16 +13,18 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fechatter_core import ratelimit
 from fechatter_core.db.schema import refresh_tokens, users, workspace_invites, workspace_members, workspaces
 from fechatter_core.errors import ApiError, conflict, unauthorized, validation_error
 from fechatter_core.security import (
+    AccessClaims,
     hash_password,
     hash_token,
     issue_access_token,
     new_refresh_token,
     verify_password,
 )
-from fechatter_server.auth.schemas import SigninRequest, SignupRequest
+from fechatter_server.auth.schemas import ChangePasswordRequest, SigninRequest, SignupRequest
 from fechatter_server.context import AppContext
 from fechatter_server.views import SessionOut, user_out, workspace_out
 
@@ -37,7 +40,7 @@ def _clean_text(value: str, field: str) -> str:
     return cleaned
 
 
-async def _create_workspace(conn: AsyncConnection, name: str, owner_id: int) -> Any:
+async def create_workspace_row(conn: AsyncConnection, name: str, owner_id: int) -> Any:
     workspace = (
         await conn.execute(workspaces.insert().values(name=name, owner_id=owner_id).returning(*workspaces.c))
     ).one()
@@ -64,7 +67,7 @@ async def _create_workspace(conn: AsyncConnection, name: str, owner_id: int) -> 
     return workspace
 
 
-async def _redeem_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
+async def redeem_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
     invite = (
         await conn.execute(
             sa.select(workspace_invites).where(workspace_invites.c.code == code).with_for_update()
@@ -84,7 +87,7 @@ async def _redeem_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
     return (await conn.execute(sa.select(workspaces).where(workspaces.c.id == invite.workspace_id))).one()
 
 
-async def _issue_session(
+async def issue_session(
     ctx: AppContext,
     conn: AsyncConnection,
     user: Any,
@@ -135,25 +138,43 @@ async def signup(ctx: AppContext, data: SignupRequest, user_agent: str | None) -
         except IntegrityError:
             raise conflict("email_taken", "An account with this email already exists", "email") from None
         if data.invite_code:
-            workspace = await _redeem_invite(conn, data.invite_code.strip(), user.id)
+            workspace = await redeem_invite(conn, data.invite_code.strip(), user.id)
         else:
-            workspace = await _create_workspace(conn, workspace_name or f"{fullname}'s workspace", user.id)
+            workspace = await create_workspace_row(conn, workspace_name or f"{fullname}'s workspace", user.id)
         await conn.execute(
             users.update().where(users.c.id == user.id).values(default_workspace_id=workspace.id)
         )
-        return await _issue_session(ctx, conn, user, workspace, user_agent=user_agent)
+        return await issue_session(ctx, conn, user, workspace, user_agent=user_agent)
 
 
-async def signin(ctx: AppContext, data: SigninRequest, user_agent: str | None) -> SessionOut:
+def _failures_key(email: str) -> str:
+    # Hashed: the address itself never lands in Redis.
+    return "rl:signin:fail:" + hashlib.sha256(email.encode()).hexdigest()[:32]
+
+
+async def signin(ctx: AppContext, data: SigninRequest, user_agent: str | None, client_ip: str) -> SessionOut:
+    limits = ctx.settings.limits
+    email = data.email.strip().lower()
+    per_ip = await ratelimit.hit(
+        ctx.redis,
+        f"rl:signin:ip:{client_ip}",
+        limit=limits.signin_per_ip,
+        window=limits.signin_per_ip_window_seconds,
+    )
+    per_ip.raise_if_denied("Too many sign-in attempts from this address; try again later")
+    failures_key = _failures_key(email)
+    failures = {"limit": limits.signin_failures_per_account, "window": limits.signin_failures_window_seconds}
+    locked = await ratelimit.peek(ctx.redis, failures_key, **failures)
+    locked.raise_if_denied("Too many failed sign-ins for this account; try again later")
     async with ctx.engine.begin() as conn:
         user = (
-            await conn.execute(
-                sa.select(users).where(sa.func.lower(users.c.email) == data.email.strip().lower())
-            )
+            await conn.execute(sa.select(users).where(sa.func.lower(users.c.email) == email))
         ).one_or_none()
         # Always verify (against a dummy hash when the email is unknown) so timing reveals nothing.
         if not verify_password(user.password_hash if user else None, data.password) or user is None:
+            await ratelimit.hit(ctx.redis, failures_key, **failures)
             raise ApiError(401, "invalid_credentials", "Email or password is incorrect")
+        await ratelimit.clear(ctx.redis, failures_key)
         workspace = (
             await conn.execute(
                 sa.select(workspaces)
@@ -165,7 +186,7 @@ async def signin(ctx: AppContext, data: SigninRequest, user_agent: str | None) -
         ).one_or_none()
         if workspace is None:
             raise ApiError(401, "invalid_credentials", "Email or password is incorrect")
-        return await _issue_session(ctx, conn, user, workspace, user_agent=user_agent)
+        return await issue_session(ctx, conn, user, workspace, user_agent=user_agent)
 
 
 async def refresh(ctx: AppContext, raw_token: str, user_agent: str | None) -> SessionOut:
@@ -211,7 +232,7 @@ async def refresh(ctx: AppContext, raw_token: str, user_agent: str | None) -> Se
             workspace = (
                 await conn.execute(sa.select(workspaces).where(workspaces.c.id == token.workspace_id))
             ).one()
-            return await _issue_session(
+            return await issue_session(
                 ctx, conn, user, workspace, family_id=token.family_id, user_agent=user_agent
             )
     assert revoked_family
@@ -233,6 +254,41 @@ async def logout(ctx: AppContext, user_id: int, raw_token: str | None) -> None:
                 .where(refresh_tokens.c.family_id == family, refresh_tokens.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
+
+
+async def _revoke_all(conn: AsyncConnection, user_id: int) -> None:
+    await conn.execute(
+        refresh_tokens.update()
+        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+
+async def logout_all(ctx: AppContext, user_id: int) -> None:
+    """Ends every session: no refresh token works any more (access tokens lapse within minutes)."""
+    async with ctx.engine.begin() as conn:
+        await _revoke_all(conn, user_id)
+
+
+async def change_password(
+    ctx: AppContext, caller: AccessClaims, data: ChangePasswordRequest, user_agent: str | None
+) -> SessionOut:
+    """Every other session ends; the caller gets a fresh one."""
+    if data.new_password == data.current_password:
+        raise validation_error("The new password must differ from the current one", "new_password")
+    new_hash = hash_password(data.new_password)
+    async with ctx.engine.begin() as conn:
+        user = (
+            await conn.execute(sa.select(users).where(users.c.id == caller.user_id).with_for_update())
+        ).one()
+        if not verify_password(user.password_hash, data.current_password):
+            raise ApiError(401, "invalid_credentials", "The current password is incorrect")
+        await conn.execute(users.update().where(users.c.id == user.id).values(password_hash=new_hash))
+        await _revoke_all(conn, user.id)
+        workspace = (
+            await conn.execute(sa.select(workspaces).where(workspaces.c.id == caller.workspace_id))
+        ).one()
+        return await issue_session(ctx, conn, user, workspace, user_agent=user_agent)
 
 
 def new_invite_code() -> str:

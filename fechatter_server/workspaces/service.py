@@ -1,16 +1,34 @@
-"""Workspace membership, the member list and invites."""
+"""Workspaces: membership and roles, invites, and moving between the workspaces a person belongs to.
+
+An access token is scoped to one workspace; switching issues a new session for another workspace the
+user belongs to, and every query filters by the token's workspace.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fechatter_core.db.schema import users, workspace_invites, workspace_members
-from fechatter_core.errors import forbidden, unauthorized
+from fechatter_core.db.schema import users, workspace_invites, workspace_members, workspaces
+from fechatter_core.errors import forbidden, not_found, unauthorized, validation_error
 from fechatter_core.security import AccessClaims
+from fechatter_server.auth.service import create_workspace_row, issue_session, new_invite_code, redeem_invite
 from fechatter_server.context import AppContext
-from fechatter_server.views import InviteOut, UserOut, iso, user_out
+from fechatter_server.views import InviteOut, SessionOut, UserOut, WorkspaceMembershipOut, iso, user_out
+from fechatter_server.workspaces.schemas import CreateInviteRequest, SetRoleRequest
+
+MANAGERS = ("owner", "admin")
+
+
+async def _role(conn: AsyncConnection, workspace_id: int, user_id: int) -> str | None:
+    return await conn.scalar(
+        sa.select(workspace_members.c.role).where(
+            workspace_members.c.workspace_id == workspace_id, workspace_members.c.user_id == user_id
+        )
+    )
 
 
 async def get_user(ctx: AppContext, caller: AccessClaims) -> UserOut:
@@ -40,20 +58,140 @@ async def list_users(ctx: AppContext, caller: AccessClaims) -> list[UserOut]:
     return [user_out(row, caller.workspace_id) for row in rows]
 
 
-async def create_invite(ctx: AppContext, caller: AccessClaims, code: str) -> InviteOut:
+async def create_invite(ctx: AppContext, caller: AccessClaims, data: CreateInviteRequest) -> InviteOut:
+    hours = data.expires_in_hours or ctx.settings.limits.invite_ttl_hours
     async with ctx.engine.begin() as conn:
-        role = await conn.scalar(
-            sa.select(workspace_members.c.role).where(
-                workspace_members.c.workspace_id == caller.workspace_id,
-                workspace_members.c.user_id == caller.user_id,
-            )
-        )
-        if role not in ("owner", "admin"):
+        if await _role(conn, caller.workspace_id, caller.user_id) not in MANAGERS:
             raise forbidden("Only the workspace owner or an admin can invite people")
-        expires_at = datetime.now(UTC) + timedelta(hours=ctx.settings.limits.invite_ttl_hours)
+        expires_at = datetime.now(UTC) + timedelta(hours=hours)
+        code = new_invite_code()
         await conn.execute(
             workspace_invites.insert().values(
-                code=code, workspace_id=caller.workspace_id, created_by=caller.user_id, expires_at=expires_at
+                code=code,
+                workspace_id=caller.workspace_id,
+                created_by=caller.user_id,
+                expires_at=expires_at,
+                max_uses=data.max_uses,
             )
         )
-    return InviteOut(code=code, expires_at=iso(expires_at) or "")
+    return InviteOut(code=code, expires_at=iso(expires_at) or "", max_uses=data.max_uses, uses=0)
+
+
+async def list_invites(ctx: AppContext, caller: AccessClaims) -> list[InviteOut]:
+    async with ctx.engine.connect() as conn:
+        if await _role(conn, caller.workspace_id, caller.user_id) not in MANAGERS:
+            raise forbidden("Only the workspace owner or an admin can see invites")
+        rows = (
+            await conn.execute(
+                sa.select(workspace_invites)
+                .where(
+                    workspace_invites.c.workspace_id == caller.workspace_id,
+                    workspace_invites.c.expires_at > sa.func.now(),
+                )
+                .order_by(workspace_invites.c.created_at)
+            )
+        ).all()
+    return [
+        InviteOut(code=r.code, expires_at=iso(r.expires_at) or "", max_uses=r.max_uses, uses=r.uses)
+        for r in rows
+    ]
+
+
+async def revoke_invite(ctx: AppContext, caller: AccessClaims, code: str) -> None:
+    async with ctx.engine.begin() as conn:
+        if await _role(conn, caller.workspace_id, caller.user_id) not in MANAGERS:
+            raise forbidden("Only the workspace owner or an admin can revoke invites")
+        deleted = await conn.scalar(
+            workspace_invites.delete()
+            .where(workspace_invites.c.code == code, workspace_invites.c.workspace_id == caller.workspace_id)
+            .returning(workspace_invites.c.code)
+        )
+    if deleted is None:
+        raise not_found("Invite not found")
+
+
+async def list_workspaces(ctx: AppContext, caller: AccessClaims) -> list[WorkspaceMembershipOut]:
+    async with ctx.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(workspaces.c.id, workspaces.c.name, workspaces.c.owner_id, workspace_members.c.role)
+                .join(workspace_members, workspace_members.c.workspace_id == workspaces.c.id)
+                .where(workspace_members.c.user_id == caller.user_id)
+                .order_by(workspaces.c.id)
+            )
+        ).all()
+    return [WorkspaceMembershipOut(id=r.id, name=r.name, owner_id=r.owner_id, role=r.role) for r in rows]
+
+
+async def _session_in(
+    ctx: AppContext, conn: AsyncConnection, user_id: int, workspace: Any, user_agent: str | None
+) -> SessionOut:
+    user = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
+    # The next sign-in lands where the user last was.
+    await conn.execute(users.update().where(users.c.id == user_id).values(default_workspace_id=workspace.id))
+    return await issue_session(ctx, conn, user, workspace, user_agent=user_agent)
+
+
+async def create_workspace(
+    ctx: AppContext, caller: AccessClaims, name: str, user_agent: str | None
+) -> SessionOut:
+    cleaned = name.strip()
+    if not cleaned:
+        raise validation_error("name must not be blank", "name")
+    async with ctx.engine.begin() as conn:
+        workspace = await create_workspace_row(conn, cleaned, caller.user_id)
+        return await _session_in(ctx, conn, caller.user_id, workspace, user_agent)
+
+
+async def switch_workspace(
+    ctx: AppContext, caller: AccessClaims, workspace_id: int, user_agent: str | None
+) -> SessionOut:
+    async with ctx.engine.begin() as conn:
+        workspace = (
+            await conn.execute(
+                sa.select(workspaces)
+                .join(workspace_members, workspace_members.c.workspace_id == workspaces.c.id)
+                .where(workspaces.c.id == workspace_id, workspace_members.c.user_id == caller.user_id)
+            )
+        ).one_or_none()
+        if workspace is None:
+            raise not_found("Workspace not found")
+        return await _session_in(ctx, conn, caller.user_id, workspace, user_agent)
+
+
+async def join_workspace(
+    ctx: AppContext, caller: AccessClaims, code: str, user_agent: str | None
+) -> SessionOut:
+    async with ctx.engine.begin() as conn:
+        invite_workspace = await conn.scalar(
+            sa.select(workspace_invites.c.workspace_id).where(workspace_invites.c.code == code.strip())
+        )
+        if invite_workspace is not None and await _role(conn, invite_workspace, caller.user_id) is not None:
+            # Already a member: the invite is not used up, the user just goes there.
+            workspace = (
+                await conn.execute(sa.select(workspaces).where(workspaces.c.id == invite_workspace))
+            ).one()
+        else:
+            workspace = await redeem_invite(conn, code.strip(), caller.user_id)
+        return await _session_in(ctx, conn, caller.user_id, workspace, user_agent)
+
+
+async def set_role(ctx: AppContext, caller: AccessClaims, user_id: int, data: SetRoleRequest) -> UserOut:
+    async with ctx.engine.begin() as conn:
+        if await _role(conn, caller.workspace_id, caller.user_id) != "owner":
+            raise forbidden("Only the workspace owner can change roles")
+        current = await _role(conn, caller.workspace_id, user_id)
+        if current is None:
+            raise not_found("No such member in this workspace")
+        if current == "owner":
+            raise forbidden("The owner's role cannot be changed")
+        await conn.execute(
+            workspace_members.update()
+            .where(
+                workspace_members.c.workspace_id == caller.workspace_id,
+                workspace_members.c.user_id == user_id,
+            )
+            .values(role=data.role.value)
+        )
+        row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
+    return user_out(row, caller.workspace_id)
