@@ -2,8 +2,10 @@
 
 ``record`` runs inside the caller's transaction. After commit the caller wakes the publisher, which sends
 every pending row in id order and deletes what JetStream acknowledged. A periodic sweep covers rows left
-by a crash or by a replica that died. One publisher at a time holds a Postgres advisory lock, so events of
-one chat (whose rows are created in commit order under the chat's row lock) reach the stream in order.
+by a crash or by a replica that died. One publisher at a time holds a Postgres advisory lock and sends
+committed rows in id order. So events written under one row lock reach the stream in commit order: the
+messages of a chat (sends lock the chat row), and the life of one message (created, then edits and
+deletes, which lock the message row). Events about different messages of a chat may interleave.
 """
 
 from __future__ import annotations

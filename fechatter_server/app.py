@@ -20,11 +20,11 @@ from fechatter_core.db.engine import create_engine
 from fechatter_core.logs import configure_logging
 from fechatter_core.outbox import OutboxPublisher
 from fechatter_core.settings import FechatterSettings
-from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, strict_body, wrap
+from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, document_closed_bodies, strict_body, wrap
 from fechatter_server.auth.routes import router as auth_router
 from fechatter_server.chats.routes import router as chats_router
 from fechatter_server.context import AppContext
-from fechatter_server.deps import provide_caller, provide_ctx
+from fechatter_server.deps import authenticate, provide_caller, provide_ctx
 from fechatter_server.messages.routes import router as messages_router
 from fechatter_server.reads.routes import router as reads_router
 from fechatter_server.workspaces.routes import router as workspaces_router
@@ -78,7 +78,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             await redis.aclose()
             await engine.dispose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             openapi_json,
             auth_router,
@@ -93,7 +93,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             "caller": Provide(provide_caller, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=strict_body,
+        before_request=strict_body(authenticate),
         logging_config=None,  # configure_logging owns the root logger (format, redaction)
         lifespan=[lifespan],
         request_max_body_size=settings.limits.body_max_bytes,
@@ -105,6 +105,8 @@ def build_app(settings: FechatterSettings) -> Litestar:
             description="The Fechatter chat API. Every response uses the envelope of API.md.",
         ),
     )
+    document_closed_bodies(app)
+    return app
 
 
 def create_app() -> ASGIApp:

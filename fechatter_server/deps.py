@@ -17,13 +17,23 @@ def provide_ctx(state: State) -> AppContext:
 
 
 def provide_caller(request: Request[Any, Any, Any], state: State) -> AccessClaims:
+    return authenticate(request)
+
+
+def authenticate(request: Request[Any, Any, Any]) -> AccessClaims:
+    """The caller of a request, verified once per request (the body check may have asked first)."""
+    cached = request.scope.get("fechatter_caller")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise unauthorized("Missing bearer token")
     try:
-        return verify_access_token(state.ctx.settings.auth, token)
+        claims = verify_access_token(request.app.state.ctx.settings.auth, token)
     except TokenError as exc:
         raise unauthorized(f"Invalid access token: {exc}") from None
+    request.scope["fechatter_caller"] = claims  # type: ignore[typeddict-unknown-key]
+    return claims
 
 
 def client_ip(request: Request[Any, Any, Any]) -> str:

@@ -10,18 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from fechatter_core.db.schema import chat_members, chats
 from fechatter_core.errors import forbidden, not_found
 from fechatter_core.security import AccessClaims
+from fechatter_server.reads.queries import unread_count_sql
 
-# One row per chat of the caller, with everything the chat shape needs. Unread is derived from the read
-# position (never stored): messages after last_read_seq that others sent and that are not deleted.
+# One row per chat of the caller, with everything the chat shape needs. Unread comes from the one rule
+# in reads/queries.py (NULL for a non-member viewing a public channel, hence the COALESCE).
 CHAT_ROWS = sa.text(
     """
     SELECT c.id, c.workspace_id, c.name, c.chat_type, c.description, c.owner_id, c.last_seq, c.created_at,
            c.last_message_at,
            (SELECT array_agg(m.user_id ORDER BY m.user_id) FROM chat_members m WHERE m.chat_id = c.id)
                AS member_ids,
-           COALESCE((SELECT count(*) FROM messages msg
-                     WHERE msg.chat_id = c.id AND msg.seq > me.last_read_seq
-                       AND msg.sender_id <> me.user_id AND msg.deleted_at IS NULL), 0) AS unread_count,
+           COALESCE(__UNREAD__, 0) AS unread_count,
            lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.content AS lm_content,
            lm.reply_to AS lm_reply_to, lm.idempotency_key AS lm_idempotency_key,
            lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at, lm.deleted_at AS lm_deleted_at
@@ -32,7 +31,7 @@ CHAT_ROWS = sa.text(
     ) lm ON true
     WHERE c.workspace_id = :workspace_id AND {where}
     ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC
-    """
+    """.replace("__UNREAD__", unread_count_sql("me"))
 )
 
 

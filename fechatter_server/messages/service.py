@@ -1,7 +1,12 @@
-"""Sending and paging messages.
+"""Sending, paging, editing and deleting messages.
 
 Send: the chat row is locked by ``UPDATE chats SET last_seq = last_seq + 1`` so ``seq`` is gap-free (a
 rolled-back send releases its number) and a retry with the same idempotency key finds the original.
+
+Edit and delete lock only the message row. They take ``FOR NO KEY UPDATE`` rather than ``FOR UPDATE``: it
+serialises concurrent edits and deletes of one message just the same, but does not conflict with the
+``KEY SHARE`` lock a concurrent send's ``reply_to`` foreign key check takes on the same row, so replying to
+a message being edited neither waits nor risks a deadlock against the chat row lock that send holds.
 """
 
 from __future__ import annotations
@@ -12,14 +17,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fechatter_core import events
-from fechatter_core.db.schema import chat_members, chats, messages
-from fechatter_core.errors import ApiError, validation_error
+from fechatter_core.db.schema import chat_members, chats, message_edits, messages
+from fechatter_core.errors import ApiError, conflict, forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import require_member
 from fechatter_server.context import AppContext
-from fechatter_server.messages.schemas import SendMessageRequest
-from fechatter_server.views import MessageOut, message_out, to_builtins
+from fechatter_server.messages.schemas import EditMessageRequest, SendMessageRequest
+from fechatter_server.views import MessageEditOut, MessageOut, message_edit_out, message_out, to_builtins
 
 _MESSAGE_COLUMNS = (
     messages.c.id,
@@ -35,25 +40,47 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _check_content(ctx: AppContext, data: SendMessageRequest) -> str:
-    content = data.content.strip()
+# Roles of chat_members that may delete other members' messages.
+_MODERATOR_ROLES = frozenset({"owner", "admin"})
+
+
+def _clean_content(ctx: AppContext, raw: str, *, required: bool) -> str:
+    """The one text rule of send and edit (API.md): trimmed, at most the configured length, no NUL."""
+    content = raw.strip()
     limit = ctx.settings.limits.message_max_chars
-    if not content and not data.files:
+    if required and not content:
         raise validation_error("content must not be empty", "content")
     if len(content) > limit:
         raise validation_error(f"content is longer than {limit} characters", "content")
     if "\x00" in content:
         raise validation_error("content must not contain NUL characters", "content")
+    return content
+
+
+def _check_content(ctx: AppContext, data: SendMessageRequest) -> str:
+    # A message carrying files may have no text.
+    content = _clean_content(ctx, data.content, required=not data.files)
     if data.files:
         # No upload has been stored yet for these ids (uploads arrive with the files API).
         raise validation_error("Unknown file id", "files")
     return content
 
 
+# The text the message was sent with: an edit moves it into message_edits, and the oldest edit row holds it.
+_ORIGINAL_CONTENT = sa.func.coalesce(
+    sa.select(message_edits.c.previous_content)
+    .where(message_edits.c.message_id == messages.c.id)
+    .order_by(message_edits.c.id)
+    .limit(1)
+    .scalar_subquery(),
+    messages.c.content,
+).label("original_content")
+
+
 async def _existing(conn: Any, chat_id: int, sender_id: int, key: str) -> Any:
     return (
         await conn.execute(
-            sa.select(*_MESSAGE_COLUMNS).where(
+            sa.select(*_MESSAGE_COLUMNS, _ORIGINAL_CONTENT).where(
                 messages.c.chat_id == chat_id,
                 messages.c.sender_id == sender_id,
                 messages.c.idempotency_key == key,
@@ -63,7 +90,10 @@ async def _existing(conn: Any, chat_id: int, sender_id: int, key: str) -> Any:
 
 
 def _replay(row: Any, content: str, reply_to: int | None) -> MessageOut:
-    if row.content != content or row.reply_to != reply_to:
+    # A retry is compared with what was sent, not with a later edit. A deleted message's text is gone, so
+    # its key alone identifies it: the retry gets the original message, shown as deleted.
+    same_content = row.deleted_at is not None or row.original_content == content
+    if not same_content or row.reply_to != reply_to:
         raise ApiError(
             409, "idempotency_conflict", "This idempotency key was already used for a different message"
         )
@@ -187,3 +217,147 @@ async def list_messages(
     if after is None:
         rows.reverse()
     return [message_out(row) for row in rows], has_more
+
+
+async def _message_in_chat(conn: Any, chat_id: int, message_id: int, *, lock: bool = False) -> Any:
+    """The message, which must belong to ``chat_id``: an id of another chat is as unknown as a missing one."""
+    query = sa.select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id, messages.c.chat_id == chat_id)
+    if lock:
+        query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE, see the module docstring
+    row = (await conn.execute(query)).one_or_none()
+    if row is None:
+        raise not_found("Message not found")
+    return row
+
+
+async def edit_message(
+    ctx: AppContext, caller: AccessClaims, chat_id: int, message_id: int, data: EditMessageRequest
+) -> MessageOut:
+    """Replace the text (sender only); the previous text goes to the history. The same text is a no-op."""
+    content = _clean_content(ctx, data.content, required=True)
+    message, changed = await _edit(ctx, caller, chat_id, message_id, content)
+    if changed:
+        ctx.publisher.wake()
+    return message
+
+
+async def _edit(
+    ctx: AppContext, caller: AccessClaims, chat_id: int, message_id: int, content: str
+) -> tuple[MessageOut, bool]:
+    async with ctx.engine.begin() as conn:
+        await require_member(conn, caller, chat_id)
+        row = await _message_in_chat(conn, chat_id, message_id, lock=True)
+        if row.sender_id != caller.user_id:
+            raise forbidden("Only the sender can edit a message")
+        if row.deleted_at is not None:
+            raise conflict("conflict", "The message was deleted")
+        if row.content == content:
+            # Nothing changed: no history entry, no event, and edited_at keeps its meaning.
+            return message_out(row), False
+        await conn.execute(
+            message_edits.insert().values(
+                message_id=row.id, previous_content=row.content, edited_at=sa.func.now()
+            )
+        )
+        updated = (
+            await conn.execute(
+                messages.update()
+                .where(messages.c.id == row.id)
+                .values(content=content, edited_at=sa.func.now())
+                .returning(*_MESSAGE_COLUMNS)
+            )
+        ).one()
+        message = message_out(updated)
+        await record(
+            conn,
+            events.new_event(
+                events.MESSAGE_UPDATED,
+                workspace_id=caller.workspace_id,
+                actor_id=caller.user_id,
+                chat_id=chat_id,
+                data=to_builtins(message),
+            ),
+        )
+    return message, True
+
+
+async def delete_message(ctx: AppContext, caller: AccessClaims, chat_id: int, message_id: int) -> MessageOut:
+    """Soft delete by the sender or a chat owner/admin; deleting a deleted message answers it again."""
+    message, changed = await _delete(ctx, caller, chat_id, message_id)
+    if changed:
+        ctx.publisher.wake()
+    return message
+
+
+async def _delete(
+    ctx: AppContext, caller: AccessClaims, chat_id: int, message_id: int
+) -> tuple[MessageOut, bool]:
+    async with ctx.engine.begin() as conn:
+        member = await require_member(conn, caller, chat_id)
+        row = await _message_in_chat(conn, chat_id, message_id, lock=True)
+        if row.sender_id != caller.user_id and member.role not in _MODERATOR_ROLES:
+            raise forbidden("Only the sender or a chat owner or admin can delete a message")
+        if row.deleted_at is not None:
+            return message_out(row), False
+        # The row stays so seq keeps no gap and replies keep their target; its text, current and past,
+        # must not survive the delete.
+        await conn.execute(message_edits.delete().where(message_edits.c.message_id == row.id))
+        updated = (
+            await conn.execute(
+                messages.update()
+                .where(messages.c.id == row.id)
+                .values(content="", deleted_at=sa.func.now())
+                .returning(*_MESSAGE_COLUMNS)
+            )
+        ).one()
+        message = message_out(updated)
+        await record(
+            conn,
+            events.new_event(
+                events.MESSAGE_DELETED,
+                workspace_id=caller.workspace_id,
+                actor_id=caller.user_id,
+                chat_id=chat_id,
+                data=to_builtins(message),
+            ),
+        )
+    return message, True
+
+
+async def message_history(
+    ctx: AppContext, caller: AccessClaims, chat_id: int, message_id: int
+) -> list[MessageEditOut]:
+    """Previous versions, oldest first; the current version is the message itself."""
+    async with ctx.engine.connect() as conn:
+        await require_member(conn, caller, chat_id)
+        row = await _message_in_chat(conn, chat_id, message_id)
+        if row.deleted_at is not None:
+            return []  # the delete removed the rows too; this keeps the rule independent of that
+        edits = (
+            await conn.execute(
+                sa.select(message_edits.c.previous_content, message_edits.c.edited_at)
+                .where(message_edits.c.message_id == message_id)
+                .order_by(message_edits.c.id)
+            )
+        ).all()
+    return [message_edit_out(edit) for edit in edits]
+
+
+async def list_replies(
+    ctx: AppContext, caller: AccessClaims, chat_id: int, message_id: int, *, limit: int, after: int | None
+) -> tuple[list[MessageOut], bool]:
+    """Messages replying to ``message_id``, ascending seq, paged forward by ``after``."""
+    async with ctx.engine.connect() as conn:
+        await require_member(conn, caller, chat_id)
+        await _message_in_chat(conn, chat_id, message_id)
+        # Replies always live in the parent's chat (send checks it); the chat filter keeps that explicit.
+        query = (
+            sa.select(*_MESSAGE_COLUMNS)
+            .where(messages.c.chat_id == chat_id, messages.c.reply_to == message_id)
+            .order_by(messages.c.seq)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(messages.c.seq > after)
+        rows = (await conn.execute(query)).all()
+    return [message_out(row) for row in rows[:limit]], len(rows) > limit
