@@ -180,3 +180,77 @@ outbox = sa.Table(
     sa.Column("payload", sa.LargeBinary, nullable=False),  # the encoded event, published as is
     _ts("created_at"),
 )
+
+
+def _fk(table: str) -> sa.ForeignKey:
+    return sa.ForeignKey(f"{table}.id", ondelete="CASCADE")
+
+
+message_reactions = sa.Table(
+    "message_reactions",
+    metadata,
+    sa.Column("message_id", sa.BigInteger, _fk("messages"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, _fk("users"), primary_key=True),
+    sa.Column("emoji", sa.Text, primary_key=True),
+    _ts("created_at"),
+    sa.CheckConstraint("char_length(emoji) BETWEEN 1 AND 64", name="message_reactions_emoji_length"),
+)
+
+message_pins = sa.Table(
+    "message_pins",
+    metadata,
+    sa.Column("message_id", sa.BigInteger, _fk("messages"), primary_key=True),
+    sa.Column("chat_id", sa.BigInteger, _fk("chats"), nullable=False),
+    sa.Column("pinned_by", sa.BigInteger, _fk("users"), nullable=False),
+    _ts("pinned_at"),
+)
+sa.Index("message_pins_chat_idx", message_pins.c.chat_id, message_pins.c.pinned_at)
+
+# One row per (message, mentioned member). ``seq`` is the message's, copied so that "mentions after my read
+# position" is one index range per chat.
+message_mentions = sa.Table(
+    "message_mentions",
+    metadata,
+    sa.Column("message_id", sa.BigInteger, _fk("messages"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, _fk("users"), primary_key=True),
+    sa.Column("chat_id", sa.BigInteger, _fk("chats"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("mention_type", sa.Text, nullable=False, server_default="user"),
+    sa.CheckConstraint("mention_type IN ('user', 'everyone', 'here')", name="message_mentions_type"),
+)
+sa.Index(
+    "message_mentions_user_idx",
+    message_mentions.c.user_id,
+    message_mentions.c.chat_id,
+    message_mentions.c.seq,
+)
+
+# An upload. The bytes live once per content hash under the data dir; each upload still gets its own row,
+# because who may download it depends on who uploaded it and where it was sent.
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("workspace_id", sa.BigInteger, _fk("workspaces"), nullable=False),
+    sa.Column("uploader_id", sa.BigInteger, _fk("users"), nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mime_type", sa.Text, nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("width", sa.Integer, nullable=True),
+    sa.Column("height", sa.Integer, nullable=True),
+    sa.Column("thumbnail_sha256", sa.Text, nullable=True),
+    _ts("created_at"),
+    sa.CheckConstraint("size >= 0", name="files_size"),
+)
+sa.Index("files_uploader_idx", files.c.uploader_id)
+sa.Index("files_sha256_idx", files.c.sha256)
+
+message_files = sa.Table(
+    "message_files",
+    metadata,
+    sa.Column("message_id", sa.BigInteger, _fk("messages"), primary_key=True),
+    sa.Column("file_id", sa.BigInteger, _fk("files"), primary_key=True),
+    sa.Column("position", sa.SmallInteger, nullable=False, server_default="0"),
+)
+sa.Index("message_files_file_idx", message_files.c.file_id)
