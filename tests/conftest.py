@@ -13,7 +13,7 @@ _emails = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """One real stack (supervisor, PostgreSQL, NATS, Redis and the five services) for the session."""
     running = make_stack(tmp_path_factory.mktemp("stack") / "data")
     try:
@@ -21,6 +21,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         yield running
     finally:
         running.stop()
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if request.session.testsfailed and reporter is not None:
+            reporter.write_line(f"\nErrors logged by the session stack:\n{running.log_problems()}")
 
 
 @pytest.fixture

@@ -94,6 +94,19 @@ class RunningStack:
         )
         raise RuntimeError(f"stack did not start: {buffer}\n{logs}")
 
+    def log_problems(self, limit: int = 40) -> str:
+        """The last error lines of every process's log: printed when a test session fails, because the
+        temporary data dir (and its logs) is gone by the time anyone reads the report."""
+        markers = ("ERROR", "CRITICAL", "Traceback", "FATAL", "PANIC", "terminated by signal", "exited with")
+        parts = []
+        for log in sorted((self.data_dir / "logs").glob("*.log")):
+            with contextlib.suppress(OSError):
+                lines = log.read_text(errors="replace").splitlines()
+                hits = [line for line in lines if any(marker in line for marker in markers)]
+                if hits:
+                    parts.append(f"--- {log.name} ---\n" + "\n".join(hits[-limit:]))
+        return "\n".join(parts)
+
     def stop(self, timeout: float = 60.0, sig: int = signal.SIGTERM) -> None:
         """Stop the supervisor: SIGTERM as `make stop` does, or SIGINT as Ctrl-C in a terminal does."""
         proc, self.proc = self.proc, None
