@@ -203,4 +203,6 @@ class GatewaySettings(_Section, kw_only=True):
     cors: CorsSettings = msgspec.field(default_factory=CorsSettings)
     frontend_dir: str = "fechatter_frontend/dist"
     upstream_timeout_seconds: float = 30.0
+    # Largest request body proxied; must stay above the chat API's upload limit (limits.upload_max_bytes).
+    max_body_bytes: int = 64 * 1024 * 1024
     log: LogSettings = msgspec.field(default_factory=LogSettings)

@@ -15,6 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 THUMBNAIL_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 THUMBNAIL_MIME = "image/webp"
+_ORIENTATION = 0x0112  # EXIF tag
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
 
 # The limit is checked explicitly below (before decoding); Pillow's warning for it would only be noise.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -46,6 +48,8 @@ def probe(path: Path, *, max_pixels: int, thumbnail_px: int) -> ImageInfo | None
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLarge(f"{width}x{height}")
+            if image.getexif().get(_ORIENTATION) in _QUARTER_TURNS:
+                width, height = height, width  # as displayed: browsers follow the EXIF orientation
             image.seek(0)  # the first frame of an animation
             image.draft("RGB", (thumbnail_px * 2, thumbnail_px * 2))  # JPEG: decode at a reduced scale
             frame = ImageOps.exif_transpose(image)
