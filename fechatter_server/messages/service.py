@@ -222,7 +222,8 @@ async def _insert(
             .values(last_read_seq=seq)
         )
         message = message_out(row)
-        await attach_files(conn, [message])
+        if file_ids:  # without files the list is empty: no query on the hot path
+            await attach_files(conn, [message])
         await record(
             conn,
             events.new_event(
