@@ -25,6 +25,7 @@ CHAT_MEMBER_ADDED: Final = "fechatter.chat.member_added"
 CHAT_MEMBER_REMOVED: Final = "fechatter.chat.member_removed"
 USER_PRESENCE: Final = "fechatter.user.presence"
 CHAT_TYPING: Final = "fechatter.chat.typing"
+FILE_UPLOADED: Final = "fechatter.file.uploaded"
 
 DOMAIN_SUBJECTS: Final = ["fechatter.>"]
 # Per-user log that SSE resumes from; kept outside "fechatter.>" because stream subjects may not overlap.

@@ -81,6 +81,31 @@ class StorageSettings(_Section, kw_only=True):
     path: str
 
 
+class FileSettings(_Section, kw_only=True):
+    """Uploads (the size limit is ``limits.upload_max_bytes``). Types are detected from the content."""
+
+    # Empty: every type not denied. Entries are MIME types, or "image/*" for a whole family.
+    allowed_types: list[str] = msgspec.field(default_factory=list)
+    # Types a browser would run or render as a page; refused even when allowed_types names them.
+    denied_types: list[str] = msgspec.field(
+        default_factory=lambda: [
+            "text/html",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "application/x-msdownload",
+            "application/x-executable",
+            "application/x-mach-binary",
+        ]
+    )
+    filename_max_chars: int = 255
+    # Multipart framing (boundaries, part headers, small text fields) allowed on top of the file itself.
+    multipart_overhead_bytes: int = 16 * 1024
+    per_message_max: int = 10
+    thumbnail_px: int = 320
+    # Images with more pixels than this are refused (decompression bombs); Pillow's own default.
+    max_image_pixels: int = 89_478_485
+
+
 class OutboxSettings(_Section, kw_only=True):
     # A row older than this that is still unpublished is picked up by the relay sweep.
     relay_interval_seconds: float = 1.0
@@ -96,6 +121,7 @@ class FechatterSettings(_Section, kw_only=True):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
     storage: StorageSettings
+    files: FileSettings = msgspec.field(default_factory=FileSettings)
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
 
@@ -177,4 +203,6 @@ class GatewaySettings(_Section, kw_only=True):
     cors: CorsSettings = msgspec.field(default_factory=CorsSettings)
     frontend_dir: str = "fechatter_frontend/dist"
     upstream_timeout_seconds: float = 30.0
+    # Largest request body proxied; must stay above the chat API's upload limit (limits.upload_max_bytes).
+    max_body_bytes: int = 64 * 1024 * 1024
     log: LogSettings = msgspec.field(default_factory=LogSettings)

@@ -25,6 +25,8 @@ from fechatter_server.auth.routes import router as auth_router
 from fechatter_server.chats.routes import router as chats_router
 from fechatter_server.context import AppContext
 from fechatter_server.deps import authenticate, provide_caller, provide_ctx
+from fechatter_server.files import images
+from fechatter_server.files.routes import router as files_router
 from fechatter_server.messages.routes import router as messages_router
 from fechatter_server.reads.routes import router as reads_router
 from fechatter_server.workspaces.routes import router as workspaces_router
@@ -40,6 +42,7 @@ async def openapi_json(request: Request[Any, Any, Any]) -> Response[Any]:
 
 def build_app(settings: FechatterSettings) -> Litestar:
     health = HealthChecks(SERVICE)
+    images.configure(settings.files.max_image_pixels)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -86,6 +89,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             chats_router,
             messages_router,
             reads_router,
+            files_router,
             *health.route_handlers(),
         ],
         dependencies={

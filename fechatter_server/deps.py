@@ -20,12 +20,20 @@ def provide_caller(request: Request[Any, Any, Any], state: State) -> AccessClaim
     return authenticate(request)
 
 
-def authenticate(request: Request[Any, Any, Any]) -> AccessClaims:
+def provide_viewer(request: Request[Any, Any, Any], state: State) -> AccessClaims:
+    """The caller of a route a browser loads by URL (``<img src>`` cannot send a header): the bearer
+    header, or ``?access_token=`` (the gateway redacts it from its access log)."""
+    return authenticate(request, allow_query_token=True)
+
+
+def authenticate(request: Request[Any, Any, Any], *, allow_query_token: bool = False) -> AccessClaims:
     """The caller of a request, verified once per request (the body check may have asked first)."""
     cached = request.scope.get("fechatter_caller")
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     token = bearer_token(request.headers.get("authorization"))
+    if token is None and allow_query_token:
+        token = request.query_params.get("access_token") or None
     if token is None:
         raise unauthorized("Missing bearer token")
     try:

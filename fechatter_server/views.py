@@ -38,12 +38,16 @@ class SessionOut(msgspec.Struct):
     workspace: WorkspaceOut
 
 
-class FileOut(msgspec.Struct):
+class FileOut(msgspec.Struct, omit_defaults=True):
     id: int
     filename: str
     size: int
     mime_type: str
     url: str
+    # Only for images: their size, and a thumbnail when one could be made.
+    width: int | None = None
+    height: int | None = None
+    thumbnail_url: str | None = None
 
 
 class MessageOut(msgspec.Struct):
@@ -123,6 +127,20 @@ def message_out(row: Any) -> MessageOut:
         created_at=iso(row.created_at) or "",
         edited_at=iso(row.edited_at),
         deleted=deleted,
+    )
+
+
+def file_out(row: Any) -> FileOut:
+    url = f"/api/files/{row.id}"
+    return FileOut(
+        id=row.id,
+        filename=row.filename,
+        size=row.size,
+        mime_type=row.mime_type,
+        url=url,
+        width=row.width,
+        height=row.height,
+        thumbnail_url=f"{url}/thumbnail" if row.thumbnail_sha256 else None,
     )
 
 

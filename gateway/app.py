@@ -23,7 +23,6 @@ from gateway.routing import RoutingTable
 
 SERVICE = "gateway"
 OWN_PATHS = {"/health", "/metrics", "/api/health/all", "/gateway/health"}
-MAX_PROXIED_BODY = 64 * 1024 * 1024  # uploads have their own, smaller limit in the chat API
 
 
 class GatewayApp:
@@ -44,7 +43,8 @@ class GatewayApp:
                 limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
                 follow_redirects=False,
             )
-            self.proxy = Proxy(self.table, client, MAX_PROXIED_BODY)
+            # Uploads have their own, smaller limit in the chat API, checked as the body streams in there.
+            self.proxy = Proxy(self.table, client, self.settings.max_body_bytes)
             try:
                 yield
             finally:

@@ -23,7 +23,13 @@ CHAT_ROWS = sa.text(
            COALESCE(__UNREAD__, 0) AS unread_count,
            lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.content AS lm_content,
            lm.reply_to AS lm_reply_to, lm.idempotency_key AS lm_idempotency_key,
-           lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at, lm.deleted_at AS lm_deleted_at
+           lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at, lm.deleted_at AS lm_deleted_at,
+           (SELECT json_agg(json_build_object(
+                       'id', f.id, 'filename', f.filename, 'size', f.size, 'mime_type', f.mime_type,
+                       'width', f.width, 'height', f.height, 'thumbnail_sha256', f.thumbnail_sha256)
+                   ORDER BY mf.position)
+            FROM message_files mf JOIN files f ON f.id = mf.file_id
+            WHERE mf.message_id = lm.id) AS lm_files
     FROM chats c
     LEFT JOIN chat_members me ON me.chat_id = c.id AND me.user_id = :user_id
     LEFT JOIN LATERAL (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +16,7 @@ from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import chat_rows_query
 from fechatter_server.chats.schemas import ChatType, CreateChatRequest
 from fechatter_server.context import AppContext
-from fechatter_server.views import ChatOut, MessageOut, iso, message_out, to_builtins
+from fechatter_server.views import ChatOut, MessageOut, file_out, iso, message_out, to_builtins
 
 
 class _LastMessage:
@@ -33,8 +35,18 @@ class _LastMessage:
         self.deleted_at = row.lm_deleted_at
 
 
+def _last_message(row: Any) -> MessageOut | None:
+    if row.lm_id is None:
+        return None
+    message = message_out(_LastMessage(row))
+    if not message.deleted and row.lm_files:
+        raw = json.loads(row.lm_files) if isinstance(row.lm_files, str) else row.lm_files
+        message.files = [file_out(SimpleNamespace(**item)) for item in raw]
+    return message
+
+
 def chat_out(row: Any) -> ChatOut:
-    last: MessageOut | None = message_out(_LastMessage(row)) if row.lm_id is not None else None
+    last = _last_message(row)
     return ChatOut(
         id=row.id,
         workspace_id=row.workspace_id,

@@ -13,8 +13,10 @@ RawContent = Annotated[str, msgspec.Meta(max_length=16000)]
 
 class SendMessageRequest(msgspec.Struct, forbid_unknown_fields=True):
     content: RawContent = ""
-    files: Annotated[list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(max_length=10)] = msgspec.field(
-        default_factory=list
+    # The configured per-message limit (files.per_message_max) is checked in the service; this cap only
+    # bounds what the decoder accepts.
+    files: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=2**62)]], msgspec.Meta(max_length=1000)] = (
+        msgspec.field(default_factory=list)
     )
     reply_to: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None
     idempotency_key: IdempotencyKey | None = None

@@ -17,12 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fechatter_core import events
-from fechatter_core.db.schema import chat_members, chats, message_edits, messages
+from fechatter_core.db.schema import chat_members, chats, message_edits, message_files, messages
 from fechatter_core.errors import ApiError, conflict, forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import require_member
 from fechatter_server.context import AppContext
+from fechatter_server.files.queries import attach_files, file_ids_of, own_files
 from fechatter_server.messages.schemas import EditMessageRequest, SendMessageRequest
 from fechatter_server.views import MessageEditOut, MessageOut, message_edit_out, message_out, to_builtins
 
@@ -60,10 +61,23 @@ def _clean_content(ctx: AppContext, raw: str, *, required: bool) -> str:
 def _check_content(ctx: AppContext, data: SendMessageRequest) -> str:
     # A message carrying files may have no text.
     content = _clean_content(ctx, data.content, required=not data.files)
-    if data.files:
-        # No upload has been stored yet for these ids (uploads arrive with the files API).
-        raise validation_error("Unknown file id", "files")
+    limit = ctx.settings.files.per_message_max
+    if len(data.files) > limit:
+        raise validation_error(f"A message carries at most {limit} files", "files")
+    if len(set(data.files)) != len(data.files):
+        raise validation_error("A file may appear only once in a message", "files")
     return content
+
+
+async def _check_files(ctx: AppContext, caller: AccessClaims, file_ids: list[int]) -> None:
+    """Every attached file must be the sender's own upload in this workspace. Files rows never change,
+    so checking before the sending transaction is as good as inside it."""
+    if not file_ids:
+        return
+    async with ctx.engine.connect() as conn:
+        owned = await own_files(conn, caller, file_ids)
+    if len(owned) != len(file_ids):
+        raise validation_error("files must be ids of files you uploaded in this workspace", "files")
 
 
 # The text the message was sent with: an edit moves it into message_edits, and the oldest edit row holds it.
@@ -89,15 +103,26 @@ async def _existing(conn: Any, chat_id: int, sender_id: int, key: str) -> Any:
     ).one_or_none()
 
 
-def _replay(row: Any, content: str, reply_to: int | None) -> MessageOut:
-    # A retry is compared with what was sent, not with a later edit. A deleted message's text is gone, so
-    # its key alone identifies it: the retry gets the original message, shown as deleted.
-    same_content = row.deleted_at is not None or row.original_content == content
-    if not same_content or row.reply_to != reply_to:
-        raise ApiError(
-            409, "idempotency_conflict", "This idempotency key was already used for a different message"
+async def _replay(
+    ctx: AppContext, chat_id: int, sender_id: int, key: str, data: SendMessageRequest, content: str
+) -> MessageOut | None:
+    """The message sent earlier with this key, or None. A retry is compared with what was sent (text,
+    files, reply_to), not with a later edit. A deleted message's text and files are gone, so its key alone
+    identifies it: the retry gets the original message, shown as deleted."""
+    async with ctx.engine.connect() as conn:
+        row = await _existing(conn, chat_id, sender_id, key)
+        if row is None:
+            return None
+        same = row.deleted_at is not None or (
+            row.original_content == content and await file_ids_of(conn, row.id) == data.files
         )
-    return message_out(row)
+        if not same or row.reply_to != data.reply_to:
+            raise ApiError(
+                409, "idempotency_conflict", "This idempotency key was already used for a different message"
+            )
+        message = message_out(row)
+        await attach_files(conn, [message])
+    return message
 
 
 async def send_message(
@@ -110,20 +135,19 @@ async def send_message(
         raise validation_error("idempotency key must be 1-128 characters", "idempotency_key")
 
     if key is not None:
-        async with ctx.engine.connect() as conn:
-            found = await _existing(conn, chat_id, caller.user_id, key)
+        found = await _replay(ctx, chat_id, caller.user_id, key, data, content)
         if found is not None:
-            return _replay(found, content, data.reply_to), False
+            return found, False
 
+    await _check_files(ctx, caller, data.files)
     try:
-        message = await _insert(ctx, caller, chat_id, content, data.reply_to, key)
+        message = await _insert(ctx, caller, chat_id, content, data.reply_to, key, data.files)
     except _KeyTaken:
         # A concurrent send with the same key won while we waited for the chat lock; ours rolled back,
         # which also released the seq it had taken.
-        async with ctx.engine.connect() as conn:
-            found = await _existing(conn, chat_id, caller.user_id, key or "")
+        found = await _replay(ctx, chat_id, caller.user_id, key or "", data, content)
         assert found is not None
-        return _replay(found, content, data.reply_to), False
+        return found, False
     ctx.publisher.wake()
     return message, True
 
@@ -133,7 +157,13 @@ class _KeyTaken(Exception):
 
 
 async def _insert(
-    ctx: AppContext, caller: AccessClaims, chat_id: int, content: str, reply_to: int | None, key: str | None
+    ctx: AppContext,
+    caller: AccessClaims,
+    chat_id: int,
+    content: str,
+    reply_to: int | None,
+    key: str | None,
+    file_ids: list[int],
 ) -> MessageOut:
     async with ctx.engine.begin() as conn:
         seq = await conn.scalar(
@@ -173,6 +203,14 @@ async def _insert(
         row = (await conn.execute(insert)).one_or_none()
         if row is None:
             raise _KeyTaken
+        if file_ids:
+            await conn.execute(
+                message_files.insert(),
+                [
+                    {"message_id": row.id, "file_id": file_id, "position": position}
+                    for position, file_id in enumerate(file_ids)
+                ],
+            )
         # Posting in a chat means having seen it: the sender's read position moves to their message.
         await conn.execute(
             chat_members.update()
@@ -184,6 +222,8 @@ async def _insert(
             .values(last_read_seq=seq)
         )
         message = message_out(row)
+        if file_ids:  # without files the list is empty: no query on the hot path
+            await attach_files(conn, [message])
         await record(
             conn,
             events.new_event(
@@ -212,11 +252,13 @@ async def list_messages(
                 query = query.where(messages.c.seq < before)
             query = query.order_by(messages.c.seq.desc())
         rows = (await conn.execute(query)).all()
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    if after is None:
-        rows.reverse()
-    return [message_out(row) for row in rows], has_more
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        if after is None:
+            rows.reverse()
+        items = [message_out(row) for row in rows]
+        await attach_files(conn, items)
+    return items, has_more
 
 
 async def _message_in_chat(conn: Any, chat_id: int, message_id: int, *, lock: bool = False) -> Any:
@@ -253,7 +295,9 @@ async def _edit(
             raise conflict("conflict", "The message was deleted")
         if row.content == content:
             # Nothing changed: no history entry, no event, and edited_at keeps its meaning.
-            return message_out(row), False
+            unchanged = message_out(row)
+            await attach_files(conn, [unchanged])
+            return unchanged, False
         await conn.execute(
             message_edits.insert().values(
                 message_id=row.id, previous_content=row.content, edited_at=sa.func.now()
@@ -268,6 +312,7 @@ async def _edit(
             )
         ).one()
         message = message_out(updated)
+        await attach_files(conn, [message])
         await record(
             conn,
             events.new_event(
@@ -302,6 +347,9 @@ async def _delete(
         # The row stays so seq keeps no gap and replies keep their target; its text, current and past,
         # must not survive the delete.
         await conn.execute(message_edits.delete().where(message_edits.c.message_id == row.id))
+        # Its files leave the message too (the chat's members lose access through it); the stored bytes
+        # stay, since other uploads and messages may share them.
+        await conn.execute(message_files.delete().where(message_files.c.message_id == row.id))
         updated = (
             await conn.execute(
                 messages.update()
@@ -360,4 +408,6 @@ async def list_replies(
         if after is not None:
             query = query.where(messages.c.seq > after)
         rows = (await conn.execute(query)).all()
-    return [message_out(row) for row in rows[:limit]], len(rows) > limit
+        items = [message_out(row) for row in rows[:limit]]
+        await attach_files(conn, items)
+    return items, len(rows) > limit
