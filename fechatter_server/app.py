@@ -27,6 +27,8 @@ from fechatter_server.context import AppContext
 from fechatter_server.deps import authenticate, provide_caller, provide_ctx
 from fechatter_server.messages.routes import router as messages_router
 from fechatter_server.reads.routes import router as reads_router
+from fechatter_server.search.engines import build_search
+from fechatter_server.search.routes import router as search_router
 from fechatter_server.workspaces.routes import router as workspaces_router
 
 SERVICE = "fechatter_server"
@@ -52,7 +54,9 @@ def build_app(settings: FechatterSettings) -> Litestar:
             engine, js, batch_size=settings.outbox.batch_size, interval=settings.outbox.relay_interval_seconds
         )
         publisher.start()
-        app.state.ctx = AppContext(settings, engine, nc, js, redis, publisher)
+        search = build_search(settings, engine, js)
+        await search.start()
+        app.state.ctx = AppContext(settings, engine, nc, js, redis, publisher, search)
 
         async def check_postgres() -> None:
             async with engine.connect() as conn:
@@ -73,6 +77,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
         try:
             yield
         finally:
+            await search.close()
             await publisher.stop()
             await nc.drain()
             await redis.aclose()
@@ -86,6 +91,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             chats_router,
             messages_router,
             reads_router,
+            search_router,
             *health.route_handlers(),
         ],
         dependencies={
