@@ -87,7 +87,7 @@ class SearchSettings(_Section, kw_only=True):
     # Characters of context kept on each side of the first match in ``highlight``.
     snippet_context_chars: int = 80
     # PostgreSQL engine: only this many newest matches are ranked, so a very common word stays cheap.
-    rank_window: int = 2000
+    rank_window: int = 300
 
 
 class StorageSettings(_Section, kw_only=True):

@@ -50,7 +50,9 @@ BATCH = 100
 INDEX_SETTINGS: dict[str, Any] = {
     "searchableAttributes": ["content"],
     "filterableAttributes": ["chat_id", "workspace_id", "sender_id", "created_at", "has_file", "deleted"],
-    "sortableAttributes": ["created_at"],
+    # Recency breaks ties between equally relevant hits; ids grow with time and, unlike created_at
+    # (seconds), never tie.
+    "sortableAttributes": ["id", "created_at"],
     "displayedAttributes": ["*"],
 }
 
@@ -236,6 +238,9 @@ class MeiliIndexer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # A pull subscription left open would hold up the connection's drain at shutdown.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._sub.unsubscribe(), timeout=2)
 
     async def _run(self) -> None:
         ready = False
@@ -306,7 +311,7 @@ def search_body(
     return {
         "q": meili_query(query),
         "filter": meili_filter(query, chat_ids),
-        "sort": ["created_at:desc"],
+        "sort": ["id:desc"],
         "offset": offset,
         "limit": limit + 1,
         "attributesToRetrieve": ["id", "content"],

@@ -144,6 +144,9 @@ class PostgresSearch:
             .offset(offset)
         )
         async with self._engine.connect() as conn:
+            # The driver prepares statements, and after a few runs PostgreSQL may switch to a generic plan
+            # that cannot see the LIKE pattern: a two-character term would then scan the whole trigram index.
+            await conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
             rows = (await conn.execute(statement)).all()
         has_more = len(rows) > limit
         hits = [

@@ -160,7 +160,7 @@ async def test_query_translation_and_answer(mc: httpx.AsyncClient, meili: MeiliS
             f"chat_id IN [{chat['id']}, {other['id']}] AND deleted = false AND sender_id IN [{alice.id}]"
             " AND created_at >= 1577923200 AND created_at < 32472144000 AND has_file = true"
         ),
-        "sort": ["created_at:desc"],
+        "sort": ["id:desc"],
         "offset": 0,
         "limit": 21,
         "attributesToRetrieve": ["id", "content"],
