@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop status logs test lint fmt db-setup db-reset clean
+.PHONY: help install run stop status logs test lint fmt db-setup db-reset search-reindex clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ db-setup: install ## Apply the migrations (to $$DATABASE_URL, or to the embedded
 
 db-reset: install ## Drop and recreate the database, then migrate (all data is lost)
 	$(BIN)/fechatter db reset
+
+search-reindex: install ## Rebuild the Meilisearch index from PostgreSQL (SEARCH_ENGINE=meilisearch)
+	$(BIN)/python -m fechatter_server.search reindex
 
 clean: ## Remove the virtualenv and caches (keeps data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -75,6 +75,19 @@ class SearchSettings(_Section, kw_only=True):
     engine: Literal["postgres", "meilisearch"] = "postgres"
     meili_url: str = ""
     meili_master_key: str = ""
+    meili_index: str = "messages"
+    meili_timeout_seconds: float = 5.0
+    # Caps on what one query may ask for (longer or larger queries are a 400 validation_error on ``q``).
+    query_max_chars: int = 512
+    query_max_terms: int = 16
+    query_max_filters: int = 8
+    limit_default: int = 20
+    limit_max: int = 100
+    offset_max: int = 1000
+    # Characters of context kept on each side of the first match in ``highlight``.
+    snippet_context_chars: int = 80
+    # PostgreSQL engine: only this many newest matches are ranked, so a very common word stays cheap.
+    rank_window: int = 300
 
 
 class StorageSettings(_Section, kw_only=True):

@@ -29,6 +29,8 @@ from fechatter_server.files import images
 from fechatter_server.files.routes import router as files_router
 from fechatter_server.messages.routes import router as messages_router
 from fechatter_server.reads.routes import router as reads_router
+from fechatter_server.search.engines import build_search
+from fechatter_server.search.routes import router as search_router
 from fechatter_server.workspaces.routes import router as workspaces_router
 
 SERVICE = "fechatter_server"
@@ -55,7 +57,9 @@ def build_app(settings: FechatterSettings) -> Litestar:
             engine, js, batch_size=settings.outbox.batch_size, interval=settings.outbox.relay_interval_seconds
         )
         publisher.start()
-        app.state.ctx = AppContext(settings, engine, nc, js, redis, publisher)
+        search = build_search(settings, engine, js)
+        await search.start()
+        app.state.ctx = AppContext(settings, engine, nc, js, redis, publisher, search)
 
         async def check_postgres() -> None:
             async with engine.connect() as conn:
@@ -76,6 +80,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
         try:
             yield
         finally:
+            await search.close()
             await publisher.stop()
             await nc.drain()
             await redis.aclose()
@@ -90,6 +95,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             messages_router,
             reads_router,
             files_router,
+            search_router,
             *health.route_handlers(),
         ],
         dependencies={

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fechatter_core.outbox import OutboxPublisher
 from fechatter_core.settings import FechatterSettings
+from fechatter_server.search.engine import SearchEngine
 
 
 @dataclass
@@ -21,3 +22,4 @@ class AppContext:
     js: JetStreamContext
     redis: aioredis.Redis
     publisher: OutboxPublisher
+    search: SearchEngine = None  # type: ignore[assignment]  # set by the lifespan before serving

@@ -158,3 +158,11 @@ class MessageEditOut(msgspec.Struct):
 
 def message_edit_out(row: Any) -> MessageEditOut:
     return MessageEditOut(content=row.previous_content, edited_at=iso(row.edited_at) or "")
+
+
+class SearchHitOut(msgspec.Struct):
+    """One search result: the message as GET /messages shows it, and an HTML-safe snippet whose only
+    markup is ``<mark>``…``</mark>`` around the matches."""
+
+    message: MessageOut
+    highlight: str

@@ -140,6 +140,19 @@ messages = sa.Table(
 )
 sa.Index("messages_sender_idx", messages.c.sender_id)
 sa.Index("messages_reply_to_idx", messages.c.reply_to, postgresql_where=messages.c.reply_to.isnot(None))
+# Search (migration 0004): trigrams serve ILIKE '%text%' (words, prefixes, substrings, CJK); the English
+# text vector adds stemmed matches.
+sa.Index(
+    "messages_content_trgm_idx",
+    messages.c.content,
+    postgresql_using="gin",
+    postgresql_ops={"content": "gin_trgm_ops"},
+)
+sa.Index(
+    "messages_content_fts_idx",
+    sa.func.to_tsvector(sa.text("'english'::regconfig"), messages.c.content),
+    postgresql_using="gin",
+)
 
 message_edits = sa.Table(
     "message_edits",
