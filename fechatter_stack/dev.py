@@ -114,9 +114,9 @@ def dev_up(data_dir: Path, tmux: Tmux, env: dict[str, str], attach: bool) -> int
     )  # fmt: skip
     window = f"{tmux.target}:{WINDOW}"
     # A pane whose process exits stays on screen with its last output, so a crash can be read.
-    tmux.run("set-option", "-t", tmux.target, "remain-on-exit", "on")
-    tmux.run("set-option", "-t", tmux.target, "pane-border-status", "top")
-    tmux.run("set-option", "-t", tmux.target, "pane-border-format", " #{@fechatter_role} ")
+    tmux.run("set-option", "-w", "-t", window, "remain-on-exit", "on")
+    tmux.run("set-option", "-w", "-t", window, "pane-border-status", "top")
+    tmux.run("set-option", "-w", "-t", window, "pane-border-format", " #{@fechatter_role} ")
     tmux.run("set-option", "-p", "-t", f"{window}.0", "@fechatter_role", roles[0])
     for role in roles[1:]:
         result = tmux.run(
