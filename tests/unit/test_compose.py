@@ -138,6 +138,41 @@ def test_docker_compose_refuses_to_start_without_each_secret(tmp_path: Path, mis
     assert f"set {missing} in .env" in result.stderr
 
 
+def test_an_env_copied_from_env_example_is_refused_until_the_secrets_are_set(tmp_path: Path) -> None:
+    """`cp env.example .env` as the README says: compose refuses it, then accepts it with the secrets
+    filled in, and takes the documented defaults from it (no comment read as part of a value)."""
+    tool = _need("docker-compose")
+    project = _compose_project(tmp_path)
+    example = (REPO / "env.example").read_text()
+    (project / ".env").write_text(example)
+    refused = subprocess.run(
+        [tool, "-p", "fechatter", "config", "-q"],
+        cwd=project,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0 and "in .env" in refused.stderr
+    filled = "".join(f"{name}={value}\n" for name, value in TEST_SECRETS.items())
+    (project / ".env").write_text(example + filled)
+    result = subprocess.run(
+        [tool, "-p", "fechatter", "config"],
+        cwd=project,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)
+    env = rendered["services"]["fechatter-server"]["environment"]
+    assert env["JWT_SECRET"] == TEST_SECRETS["JWT_SECRET"]
+    assert env["LOG_LEVEL"] == "info" and env["SSE_PING_SECONDS"] == "15"
+    assert "#" not in result.stdout.split("services:", 1)[1]
+    assert rendered["services"]["postgres"]["deploy"]["resources"]["limits"]["memory"] == "1g"
+
+
 def test_compose_file_matches_the_compose_spec_schema(compose: dict[str, Any]) -> None:
     if not DEBIAN_SCHEMA.exists():
         _need("docker-compose")  # the package that ships the schema
