@@ -23,7 +23,8 @@ from pathlib import Path
 
 import psutil
 
-from fechatter_stack.supervisor import DEV_ENV_FILE, REPO_ROOT, SERVICES, read_dev_env
+from fechatter_core.serve import port_in_use
+from fechatter_stack.supervisor import DEV_ENV_FILE, INFRA_PORTS, REPO_ROOT, SERVICES, read_dev_env
 
 WINDOW = "fechatter"
 LAUNCH_FILE = "dev-launch.json"
@@ -88,6 +89,21 @@ def frontend_enabled(env: dict[str, str]) -> bool:
     return env.get("DEV_FRONTEND", "1") != "0" and (FRONTEND_DIR / "package.json").exists()
 
 
+def _check_ports(env: dict[str, str]) -> None:
+    """Refuse before the session exists rather than leave panes waiting on an infrastructure that failed."""
+    external = {"postgres": "DATABASE_URL", "nats": "NATS_URL", "redis": "REDIS_URL"}
+    wanted = [(name, var, default) for name, (_, var, default) in SERVICES.items()]
+    wanted += [
+        (name, var, default) for name, (var, default) in INFRA_PORTS.items() if not env.get(external[name])
+    ]
+    for name, var, default in wanted:
+        raw = env.get(var) or str(default)
+        if not raw.isdigit():
+            raise DevError(f"{var}={raw!r} is not a port number")
+        if port_in_use("0.0.0.0" if name == "gateway" else "127.0.0.1", int(raw)):
+            raise DevError(f"port {raw} for {name} is already in use (set {var} to use another port)")
+
+
 def dev_up(data_dir: Path, tmux: Tmux, env: dict[str, str], attach: bool) -> int:
     if shutil.which("tmux") is None:
         raise DevError("make dev needs tmux (apt-get install tmux, or brew install tmux)")
@@ -96,6 +112,7 @@ def dev_up(data_dir: Path, tmux: Tmux, env: dict[str, str], attach: bool) -> int
     pid = _live_supervisor(data_dir)
     if pid is not None:
         raise DevError(f"Fechatter is already running from {data_dir} (pid {pid}): stop it first")
+    _check_ports(env)
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / DEV_ENV_FILE).unlink(missing_ok=True)  # a stale one would let services start too early
     launch_env = {k: v for k, v in env.items() if k not in _TMUX_VARS}

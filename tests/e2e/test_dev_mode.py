@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -184,12 +185,22 @@ def test_make_dev_runs_each_service_in_a_pane_and_dev_stop_leaves_nothing(dev: D
     assert not (dev.data_dir / "stack.json").exists()
 
 
-def test_make_dev_refuses_a_second_session_and_dev_stop_without_one_is_harmless(dev: DevSession) -> None:
+def test_make_dev_refuses_a_second_session_or_a_taken_port(dev: DevSession) -> None:
     assert dev.tmux("new-session", "-d", "-s", dev.session, "sleep 300").returncode == 0
     second = dev.make("dev")
     assert second.returncode != 0
     assert f"tmux session '{dev.session}' already exists" in second.stderr
     dev.tmux("kill-session", "-t", f"={dev.session}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(dev.env["NOTIFY_PORT"])))
+        taken.listen()
+        refused = dev.make("dev")
+    assert refused.returncode != 0
+    assert (
+        f"port {dev.env['NOTIFY_PORT']} for notify_server is already in use (set NOTIFY_PORT"
+        in refused.stderr
+    )
+    assert dev.tmux("has-session", "-t", f"={dev.session}").returncode != 0
     stopped = dev.make("dev-stop")
     assert stopped.returncode == 0
     assert "No tmux session 'fechatter-test'" in stopped.stdout
