@@ -79,7 +79,7 @@ class DevSession:
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.env['GATEWAY_PORT']}"
 
-    def wait_healthy(self, timeout: float = 180) -> httpx.Response:
+    def wait_healthy(self, timeout: float = 300) -> httpx.Response:
         deadline = time.monotonic() + timeout
         last: httpx.Response | None = None
         while time.monotonic() < deadline:
@@ -124,6 +124,7 @@ def dev(tmp_path: Path) -> Iterator[DevSession]:
         session.tmux("kill-server")
 
 
+@pytest.mark.timeout(600)  # two whole stacks start on this machine when the suite's own stack is up
 def test_make_dev_runs_each_service_in_a_pane_and_dev_stop_leaves_nothing(dev: DevSession) -> None:
     started = dev.make("dev")
     assert started.returncode == 0, started.stdout + started.stderr
@@ -185,6 +186,7 @@ def test_make_dev_runs_each_service_in_a_pane_and_dev_stop_leaves_nothing(dev: D
     assert not (dev.data_dir / "stack.json").exists()
 
 
+@pytest.mark.timeout(300)
 def test_make_dev_refuses_a_second_session_or_a_taken_port(dev: DevSession) -> None:
     assert dev.tmux("new-session", "-d", "-s", dev.session, "sleep 300").returncode == 0
     second = dev.make("dev")
