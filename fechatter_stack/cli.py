@@ -13,8 +13,12 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fechatter_stack.supervisor import Stack, StackError, StackOptions, data_dir_from_env
+
+if TYPE_CHECKING:
+    from fechatter_stack.dev import Tmux
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -199,8 +203,8 @@ def _logs(args: argparse.Namespace) -> int:
     os.execvp("tail", ["tail", "-n", "50", *(["-F"] if args.follow else []), *files])
 
 
-def _dev_tmux(args: argparse.Namespace):  # -> dev.Tmux (imported lazily: psutil, tmux)
-    from fechatter_stack.dev import Tmux
+def _dev_tmux(args: argparse.Namespace) -> Tmux:
+    from fechatter_stack.dev import Tmux  # imported only for the dev commands
 
     return Tmux(session=args.session, socket=args.socket or None)
 
