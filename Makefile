@@ -8,9 +8,24 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
 .PHONY: help install run stop status logs test lint fmt db-setup db-reset search-reindex clean
+.PHONY: up down ps stats build-docker run-docker kill-docker dev dev-stop
+
+# The project's processes, as `make run` names them (docker-compose names them with '-' for '_').
+SERVICES := fechatter_server notify_server bot_server analytics_server gateway
+DATA_DIR = $(or $(FECHATTER_DATA_DIR),data)
+# docker-compose: the v2 plugin when present, else the standalone docker-compose.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose) -p fechatter
+IMAGE ?= fechatter
+TAG ?= latest
+CONTAINER ?= fechatter
+DEV_SESSION ?= fechatter
+DEV_TMUX_SOCKET ?=
+NEED_DOCKER = @docker info >/dev/null 2>&1 || { echo "$@ needs a running Docker engine (docker info failed)"; exit 1; }
+NEED_ENV = @test -f .env || { echo "$@: no .env: cp env.example .env and set the secrets marked 'compose: required'"; exit 1; }
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/%/<service>/' \
+		| awk -F':.*?## ' '{printf "  \033[36m%-26s\033[0m %s\n", $$1, $$2}'
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +46,18 @@ stop: ## Stop a platform started with `make run` from another shell
 status: ## Processes, ports and memory of a running platform
 	@$(BIN)/fechatter status
 
-logs: ## Follow the logs of every process (data/logs/)
-	@$(BIN)/fechatter logs --follow
+logs: ## Follow the logs: of `make run`/`make dev` (data/logs/) when running, else of docker-compose
+	@if [ -f "$(DATA_DIR)/stack.json" ] || ! $(COMPOSE) ps -q 2>/dev/null | grep -q .; then \
+		$(BIN)/fechatter logs --follow; else $(COMPOSE) logs -f --tail=100; fi
+
+logs-%: ## Follow one service's log: data/logs/<service>.log when running locally, else docker-compose's
+	@case " $(SERVICES) postgres nats redis migrations " in *" $* "*) ;; \
+		*) echo "unknown service '$*' (one of: $(SERVICES) postgres nats redis migrations)"; exit 1;; esac
+	@if [ -f "$(DATA_DIR)/stack.json" ] || ! $(COMPOSE) ps -q 2>/dev/null | grep -q .; then \
+		tail -n 100 -F "$(DATA_DIR)/logs/$*.log"; else $(COMPOSE) logs -f --tail=100 $(subst _,-,$*); fi
+
+compose-logs-%: ## Follow one container's log in docker-compose (e.g. compose-logs-gateway, compose-logs-postgres)
+	$(COMPOSE) logs -f --tail=100 $(subst _,-,$*)
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -57,3 +82,50 @@ search-reindex: install ## Rebuild the Meilisearch index from PostgreSQL (SEARCH
 clean: ## Remove the virtualenv and caches (keeps data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# --- containers (need a Docker engine) -----------------------------------------------------------------
+
+up: ## docker-compose: build the image and start every container in the background (needs .env)
+	$(NEED_DOCKER)
+	$(NEED_ENV)
+	$(COMPOSE) up -d --build
+	@echo "Fechatter is starting at http://localhost:$${GATEWAY_PORT:-8080} (make ps, make logs)"
+
+down: ## docker-compose: stop and remove the containers (volumes are kept)
+	$(NEED_DOCKER)
+	$(COMPOSE) down
+
+ps: ## docker-compose: containers and their health
+	$(COMPOSE) ps
+
+stats: ## docker-compose: CPU and memory of each container against its limit
+	$(NEED_DOCKER)
+	docker stats --no-stream $$($(COMPOSE) ps -q)
+
+build-docker: ## Build the project image fechatter:latest (docker/Dockerfile; web client included when present)
+	$(NEED_DOCKER)
+	docker build -f docker/Dockerfile -t $(IMAGE):$(TAG) .
+
+build-docker-%: ## Build the image for one service, tagged fechatter-<service>:latest and running it by default
+	@case " $(SERVICES) " in *" $* "*) ;; *) echo "unknown service '$*' (one of: $(SERVICES))"; exit 1;; esac
+	$(NEED_DOCKER)
+	docker build -f docker/Dockerfile --build-arg SERVICE=$* -t $(IMAGE)-$(subst _,-,$*):$(TAG) .
+
+run-docker: ## Single container: the all-in-one supervisor in fechatter:latest, data in the volume fechatter-data
+	$(NEED_DOCKER)
+	docker run -d --name $(CONTAINER) --init -p $${GATEWAY_PORT:-8080}:8080 \
+		-v fechatter-data:/data --memory 3g $(IMAGE):$(TAG)
+	@echo "Fechatter is starting at http://localhost:$${GATEWAY_PORT:-8080} (docker logs -f $(CONTAINER))"
+
+kill-docker: ## Stop and remove the single container (the volume fechatter-data is kept)
+	$(NEED_DOCKER)
+	-docker stop -t 60 $(CONTAINER)
+	-docker rm $(CONTAINER)
+
+# --- development ----------------------------------------------------------------------------------------
+
+dev: install ## tmux session: infrastructure + each service auto-reloading (+ Vite); attach with tmux attach
+	$(BIN)/fechatter dev --session "$(DEV_SESSION)" --socket "$(DEV_TMUX_SOCKET)" $(if $(filter 0,$(DEV_ATTACH)),--no-attach)
+
+dev-stop: ## Stop the tmux development session and every process in it (infrastructure included)
+	$(BIN)/fechatter dev-stop --session "$(DEV_SESSION)" --socket "$(DEV_TMUX_SOCKET)"

@@ -8,12 +8,17 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fechatter_stack.supervisor import Stack, StackError, StackOptions, data_dir_from_env
+
+if TYPE_CHECKING:
+    from fechatter_stack.dev import Tmux
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -22,7 +27,10 @@ def _up(args: argparse.Namespace) -> int:
         env["FECHATTER_DATA_DIR"] = str(Path(args.data_dir).resolve())
     # FECHATTER_PG_DURABLE=0 turns off fsync: for throwaway test clusters only.
     durable = env.get("FECHATTER_PG_DURABLE", "1") != "0"
-    stack = Stack(StackOptions(data_dir=data_dir_from_env(env), env=env, durable=durable))
+    infra_only = bool(getattr(args, "infra_only", False))
+    stack = Stack(
+        StackOptions(data_dir=data_dir_from_env(env), env=env, durable=durable, infra_only=infra_only)
+    )
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -41,7 +49,10 @@ def _up(args: argparse.Namespace) -> int:
                 return 130
             stopper.cancel()
             url = start.result()
-            print(f"Fechatter is up: {url}  (started in {time.monotonic() - started:.1f}s)", flush=True)
+            if infra_only:
+                _print_infra(stack, time.monotonic() - started)
+            else:
+                print(f"Fechatter is up: {url}  (started in {time.monotonic() - started:.1f}s)", flush=True)
             print(f"Logs: {stack.log_dir}   Stop: Ctrl-C or `make stop`", flush=True)
             watcher = asyncio.create_task(stack.watch())
             await stop.wait()
@@ -56,6 +67,29 @@ def _up(args: argparse.Namespace) -> int:
             print("Stopped.", flush=True)
 
     return asyncio.run(main())
+
+
+_CREDENTIALS = re.compile(r"(://[^:@/]*:)[^@]*@")
+
+
+def _mask(key: str, value: str) -> str:
+    if key == "JWT_SECRET" or "PASSWORD" in key or key.endswith("_KEY"):
+        return "***"
+    return _CREDENTIALS.sub(r"\1***@", value)
+
+
+def _print_infra(stack: Stack, seconds: float) -> None:
+    """What `fechatter up --infra-only` started, and the environment the services need to join it."""
+    infra_names = ", ".join(f"{child.name} :{child.launch.port}" for child in stack.infra) or "external"
+    print(f"Infrastructure is up ({infra_names}; migrations applied) in {seconds:.1f}s", flush=True)
+    print(f"Service environment (with secrets, mode 0600): {stack.dev_env_path}")
+    print(f"  load it with: set -a; . {stack.dev_env_path}; set +a")
+    for key, value in stack.dev_env().items():
+        print(f"  {key}={_mask(key, value)}")
+    print(
+        "Start a service with: python -m <fechatter_server|notify_server|bot_server|analytics_server|gateway>"
+    )
+    print(f"Gateway (once started): http://localhost:{stack.ports.get('gateway', 8080)}", flush=True)
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -169,6 +203,30 @@ def _logs(args: argparse.Namespace) -> int:
     os.execvp("tail", ["tail", "-n", "50", *(["-F"] if args.follow else []), *files])
 
 
+def _dev_tmux(args: argparse.Namespace) -> Tmux:
+    from fechatter_stack.dev import Tmux  # imported only for the dev commands
+
+    return Tmux(session=args.session, socket=args.socket or None)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from fechatter_stack.dev import DevError, dev_stop, dev_up, run_pane
+
+    env = dict(os.environ)
+    if args.data_dir:
+        env["FECHATTER_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    data_dir = data_dir_from_env(env)
+    try:
+        if args.command == "dev":
+            return dev_up(data_dir, _dev_tmux(args), env, attach=not args.no_attach)
+        if args.command == "dev-stop":
+            return dev_stop(data_dir, _dev_tmux(args))
+        return run_pane(data_dir, args.role)
+    except DevError as exc:
+        print(f"fechatter: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s supervisor: %(message)s")
     for noisy in ("httpx", "httpcore", "nats"):
@@ -176,16 +234,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fechatter", description="Run Fechatter on this machine.")
     parser.add_argument("--data-dir", help="state directory (default ./data or $FECHATTER_DATA_DIR)")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("up", help="start everything and stay in the foreground (default)")
+    up = sub.add_parser("up", help="start everything and stay in the foreground (default)")
+    up.add_argument(
+        "--infra-only",
+        action="store_true",
+        help="start PostgreSQL, NATS and Redis and migrate; print the environment for the services",
+    )
     sub.add_parser("stop", help="stop a running stack")
     sub.add_parser("status", help="list processes, ports and memory")
     db = sub.add_parser("db", help="apply migrations, or reset the database")
     db.add_argument("action", choices=["upgrade", "reset"])
     logs = sub.add_parser("logs", help="show the logs of every process")
     logs.add_argument("-f", "--follow", action="store_true")
+    for name, text in (
+        ("dev", "development mode: a tmux session with the infrastructure and every service, auto-reloading"),
+        ("dev-stop", "stop the development session and every process in it"),
+    ):
+        dev = sub.add_parser(name, help=text)
+        dev.add_argument("--session", default="fechatter", help="tmux session name (default fechatter)")
+        dev.add_argument("--socket", default="", help="tmux socket name (tmux -L); default: your tmux server")
+        if name == "dev":
+            dev.add_argument("--no-attach", action="store_true", help="do not attach to the session")
+    pane = sub.add_parser("dev-pane")  # what `make dev` runs in each tmux pane
+    pane.add_argument("role")
     args = parser.parse_args(argv)
     command = args.command or "up"
-    return {"up": _up, "stop": _stop, "status": _status, "logs": _logs, "db": _db}[command](args)
+    handlers = {"up": _up, "stop": _stop, "status": _status, "logs": _logs, "db": _db}
+    return handlers.get(command, _dev)(args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -47,6 +48,8 @@ UPSTREAM_VARS = {
     "analytics_server": "ANALYTICS_UPSTREAM",
 }
 
+DEV_ENV_FILE = "dev.env"
+
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0  # a child that ran this long gets its backoff reset
 
@@ -57,6 +60,18 @@ class StackError(Exception):
 
 def data_dir_from_env(env: dict[str, str]) -> Path:
     return Path(env.get("FECHATTER_DATA_DIR") or REPO_ROOT / "data").resolve()
+
+
+def read_dev_env(path: Path) -> dict[str, str]:
+    """Parse a ``dev.env`` written by ``Stack._write_dev_env`` (KEY=shell-quoted value per line)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, raw = line.partition("=")
+        parts = shlex.split(raw)
+        values[key] = parts[0] if parts else ""
+    return values
 
 
 def load_secrets(data_dir: Path) -> dict[str, str]:
@@ -143,6 +158,9 @@ class StackOptions:
     services: tuple[str, ...] = tuple(SERVICES)
     health_timeout: float = 90.0
     reset_database: bool = False
+    # Start PostgreSQL, NATS and Redis and migrate, but leave the services to someone else (`make dev`):
+    # their ports and environment are still worked out and written to ``dev.env`` in the data dir.
+    infra_only: bool = False
 
 
 class Stack:
@@ -221,6 +239,10 @@ class Stack:
         if self.options.reset_database:
             await self._reset_database()
         await self._migrate()
+        if self.options.infra_only:
+            self._write_state()
+            self._write_dev_env()
+            return f"http://localhost:{self.ports.get('gateway', 8080)}"
         for name in self.options.services:
             module = SERVICES[name][0]
             launch = infra.Launch(
@@ -374,6 +396,35 @@ class Stack:
         await asyncio.gather(*(child.stop() for child in reversed(self.services)))
         await asyncio.gather(*(child.stop(timeout=20) for child in reversed(self.infra)))
         self.state_path.unlink(missing_ok=True)
+        if self.options.infra_only:
+            self.dev_env_path.unlink(missing_ok=True)
+
+    # -- environment of services started elsewhere (`fechatter up --infra-only`, `make dev`) ---------------
+
+    @property
+    def dev_env_path(self) -> Path:
+        return self.data_dir / DEV_ENV_FILE
+
+    def dev_env(self) -> dict[str, str]:
+        """What a service needs beyond the caller's environment: ports, upstreams, URLs and secrets."""
+        wanted = {var for _, var, _ in SERVICES.values()} | set(UPSTREAM_VARS.values())
+        wanted |= {"FECHATTER_DATA_DIR", "JWT_SECRET", "DATABASE_URL", "NATS_URL", "REDIS_URL"}
+        return {
+            key: value
+            for key, value in sorted(self.service_env.items())
+            if key in wanted or self.env.get(key) != value
+        }
+
+    def _write_dev_env(self) -> None:
+        lines = [
+            "# Written by `fechatter up --infra-only`; removed when it stops. Contains secrets (mode 0600).",
+            *(f"{key}={shlex.quote(value)}" for key, value in self.dev_env().items()),
+        ]
+        tmp = self.dev_env_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        tmp.replace(self.dev_env_path)
 
     # -- state file for `fechatter status` / `fechatter stop` ----------------------------------------
 
