@@ -17,12 +17,21 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fechatter_core import events
-from fechatter_core.db.schema import chat_members, chats, message_edits, messages
+from fechatter_core.db.schema import (
+    chat_members,
+    chats,
+    message_edits,
+    message_pins,
+    message_reactions,
+    messages,
+)
 from fechatter_core.errors import ApiError, conflict, forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
-from fechatter_server.chats.queries import require_member
+from fechatter_server.chats.queries import refuse_if_archived, require_member
 from fechatter_server.context import AppContext
+from fechatter_server.mentions.service import drop_mentions, store_mentions
+from fechatter_server.messages.decorate import decorate
 from fechatter_server.messages.schemas import EditMessageRequest, SendMessageRequest
 from fechatter_server.views import MessageEditOut, MessageOut, message_edit_out, message_out, to_builtins
 
@@ -38,6 +47,16 @@ _MESSAGE_COLUMNS = (
     messages.c.edited_at,
     messages.c.deleted_at,
 )
+
+
+def unpinned_event(caller: AccessClaims, chat_id: int, message_id: int) -> events.Event:
+    return events.new_event(
+        events.MESSAGE_UNPINNED,
+        workspace_id=caller.workspace_id,
+        actor_id=caller.user_id,
+        chat_id=chat_id,
+        data={"chat_id": chat_id, "message_id": message_id, "unpinned_by": caller.user_id},
+    )
 
 
 # Roles of chat_members that may delete other members' messages.
@@ -89,7 +108,7 @@ async def _existing(conn: Any, chat_id: int, sender_id: int, key: str) -> Any:
     ).one_or_none()
 
 
-def _replay(row: Any, content: str, reply_to: int | None) -> MessageOut:
+async def _replay(conn: Any, row: Any, content: str, reply_to: int | None) -> MessageOut:
     # A retry is compared with what was sent, not with a later edit. A deleted message's text is gone, so
     # its key alone identifies it: the retry gets the original message, shown as deleted.
     same_content = row.deleted_at is not None or row.original_content == content
@@ -97,7 +116,9 @@ def _replay(row: Any, content: str, reply_to: int | None) -> MessageOut:
         raise ApiError(
             409, "idempotency_conflict", "This idempotency key was already used for a different message"
         )
-    return message_out(row)
+    message = message_out(row)
+    await decorate(conn, [message])
+    return message
 
 
 async def send_message(
@@ -112,8 +133,8 @@ async def send_message(
     if key is not None:
         async with ctx.engine.connect() as conn:
             found = await _existing(conn, chat_id, caller.user_id, key)
-        if found is not None:
-            return _replay(found, content, data.reply_to), False
+            if found is not None:
+                return await _replay(conn, found, content, data.reply_to), False
 
     try:
         message = await _insert(ctx, caller, chat_id, content, data.reply_to, key)
@@ -122,8 +143,8 @@ async def send_message(
         # which also released the seq it had taken.
         async with ctx.engine.connect() as conn:
             found = await _existing(conn, chat_id, caller.user_id, key or "")
-        assert found is not None
-        return _replay(found, content, data.reply_to), False
+            assert found is not None
+            return await _replay(conn, found, content, data.reply_to), False
     ctx.publisher.wake()
     return message, True
 
@@ -144,12 +165,14 @@ async def _insert(
                 sa.exists().where(
                     chat_members.c.chat_id == chat_id, chat_members.c.user_id == caller.user_id
                 ),
+                chats.c.archived_at.is_(None),
             )
             .values(last_seq=chats.c.last_seq + 1, last_message_at=sa.func.now())
             .returning(chats.c.last_seq)
         )
         if seq is None:
-            await require_member(conn, caller, chat_id)  # raises the precise 404 / 403
+            member = await require_member(conn, caller, chat_id)  # raises the precise 404 / 403
+            refuse_if_archived(member)
             raise AssertionError("unreachable: membership check passed but chat update matched nothing")
         if reply_to is not None:
             target = await conn.scalar(
@@ -184,6 +207,7 @@ async def _insert(
             .values(last_read_seq=seq)
         )
         message = message_out(row)
+        message.mentions = await store_mentions(conn, row)
         await record(
             conn,
             events.new_event(
@@ -212,14 +236,16 @@ async def list_messages(
                 query = query.where(messages.c.seq < before)
             query = query.order_by(messages.c.seq.desc())
         rows = (await conn.execute(query)).all()
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    if after is None:
-        rows.reverse()
-    return [message_out(row) for row in rows], has_more
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        if after is None:
+            rows.reverse()
+        items = [message_out(row) for row in rows]
+        await decorate(conn, items)
+    return items, has_more
 
 
-async def _message_in_chat(conn: Any, chat_id: int, message_id: int, *, lock: bool = False) -> Any:
+async def message_in_chat(conn: Any, chat_id: int, message_id: int, *, lock: bool = False) -> Any:
     """The message, which must belong to ``chat_id``: an id of another chat is as unknown as a missing one."""
     query = sa.select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id, messages.c.chat_id == chat_id)
     if lock:
@@ -245,15 +271,18 @@ async def _edit(
     ctx: AppContext, caller: AccessClaims, chat_id: int, message_id: int, content: str
 ) -> tuple[MessageOut, bool]:
     async with ctx.engine.begin() as conn:
-        await require_member(conn, caller, chat_id)
-        row = await _message_in_chat(conn, chat_id, message_id, lock=True)
+        member = await require_member(conn, caller, chat_id)
+        row = await message_in_chat(conn, chat_id, message_id, lock=True)
         if row.sender_id != caller.user_id:
             raise forbidden("Only the sender can edit a message")
         if row.deleted_at is not None:
             raise conflict("conflict", "The message was deleted")
+        refuse_if_archived(member)
         if row.content == content:
             # Nothing changed: no history entry, no event, and edited_at keeps its meaning.
-            return message_out(row), False
+            same = message_out(row)
+            await decorate(conn, [same])
+            return same, False
         await conn.execute(
             message_edits.insert().values(
                 message_id=row.id, previous_content=row.content, edited_at=sa.func.now()
@@ -267,7 +296,9 @@ async def _edit(
                 .returning(*_MESSAGE_COLUMNS)
             )
         ).one()
+        await store_mentions(conn, updated, replace=True)
         message = message_out(updated)
+        await decorate(conn, [message])
         await record(
             conn,
             events.new_event(
@@ -294,7 +325,7 @@ async def _delete(
 ) -> tuple[MessageOut, bool]:
     async with ctx.engine.begin() as conn:
         member = await require_member(conn, caller, chat_id)
-        row = await _message_in_chat(conn, chat_id, message_id, lock=True)
+        row = await message_in_chat(conn, chat_id, message_id, lock=True)
         if row.sender_id != caller.user_id and member.role not in _MODERATOR_ROLES:
             raise forbidden("Only the sender or a chat owner or admin can delete a message")
         if row.deleted_at is not None:
@@ -302,6 +333,14 @@ async def _delete(
         # The row stays so seq keeps no gap and replies keep their target; its text, current and past,
         # must not survive the delete.
         await conn.execute(message_edits.delete().where(message_edits.c.message_id == row.id))
+        # Nor its reactions, mentions and pin: a deleted message is no longer anyone's business.
+        await conn.execute(message_reactions.delete().where(message_reactions.c.message_id == row.id))
+        await drop_mentions(conn, row.id)
+        unpinned = await conn.scalar(
+            message_pins.delete()
+            .where(message_pins.c.message_id == row.id)
+            .returning(message_pins.c.message_id)
+        )
         updated = (
             await conn.execute(
                 messages.update()
@@ -321,6 +360,8 @@ async def _delete(
                 data=to_builtins(message),
             ),
         )
+        if unpinned is not None:
+            await record(conn, unpinned_event(caller, chat_id, row.id))
     return message, True
 
 
@@ -330,7 +371,7 @@ async def message_history(
     """Previous versions, oldest first; the current version is the message itself."""
     async with ctx.engine.connect() as conn:
         await require_member(conn, caller, chat_id)
-        row = await _message_in_chat(conn, chat_id, message_id)
+        row = await message_in_chat(conn, chat_id, message_id)
         if row.deleted_at is not None:
             return []  # the delete removed the rows too; this keeps the rule independent of that
         edits = (
@@ -349,7 +390,7 @@ async def list_replies(
     """Messages replying to ``message_id``, ascending seq, paged forward by ``after``."""
     async with ctx.engine.connect() as conn:
         await require_member(conn, caller, chat_id)
-        await _message_in_chat(conn, chat_id, message_id)
+        await message_in_chat(conn, chat_id, message_id)
         # Replies always live in the parent's chat (send checks it); the chat filter keeps that explicit.
         query = (
             sa.select(*_MESSAGE_COLUMNS)
@@ -360,4 +401,6 @@ async def list_replies(
         if after is not None:
             query = query.where(messages.c.seq > after)
         rows = (await conn.execute(query)).all()
-    return [message_out(row) for row in rows[:limit]], len(rows) > limit
+        items = [message_out(row) for row in rows[:limit]]
+        await decorate(conn, items)
+    return items, len(rows) > limit
