@@ -30,3 +30,12 @@ async def chat_state(stack: RunningStack, chat_id: int) -> dict[str, list[tuple[
         }
     finally:
         await conn.close()
+
+
+async def execute(stack: RunningStack, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Set up bulk data straight in the database (what would take hundreds of requests), returning rows."""
+    conn = await asyncpg.connect(stack.database_url())
+    try:
+        return [tuple(row) for row in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
