@@ -69,6 +69,11 @@ class LimitSettings(_Section, kw_only=True):
     signin_per_ip_window_seconds: int = 60
     signin_failures_per_account: int = 10
     signin_failures_window_seconds: int = 900
+    # Distinct emoji on one message, pinned messages in one chat, and the largest chat that answers read
+    # receipts (each receipt lists every member).
+    reactions_per_message_max: int = 50
+    pins_per_chat_max: int = 100
+    receipts_members_max: int = 50
 
 
 class SearchSettings(_Section, kw_only=True):

@@ -27,8 +27,12 @@ from fechatter_server.context import AppContext
 from fechatter_server.deps import authenticate, provide_caller, provide_ctx
 from fechatter_server.files import images
 from fechatter_server.files.routes import router as files_router
+from fechatter_server.mentions.routes import router as mentions_router
 from fechatter_server.messages.routes import router as messages_router
+from fechatter_server.pins.routes import router as pins_router
+from fechatter_server.reactions.routes import router as reactions_router
 from fechatter_server.reads.routes import router as reads_router
+from fechatter_server.receipts.routes import router as receipts_router
 from fechatter_server.search.engines import build_search
 from fechatter_server.search.routes import router as search_router
 from fechatter_server.workspaces.routes import router as workspaces_router
@@ -96,6 +100,10 @@ def build_app(settings: FechatterSettings) -> Litestar:
             reads_router,
             files_router,
             search_router,
+            reactions_router,
+            pins_router,
+            mentions_router,
+            receipts_router,
             *health.route_handlers(),
         ],
         dependencies={

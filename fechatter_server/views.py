@@ -50,6 +50,12 @@ class FileOut(msgspec.Struct, omit_defaults=True):
     thumbnail_url: str | None = None
 
 
+class ReactionOut(msgspec.Struct):
+    emoji: str
+    count: int
+    user_ids: list[int]
+
+
 class MessageOut(msgspec.Struct):
     id: int
     chat_id: int
@@ -62,6 +68,9 @@ class MessageOut(msgspec.Struct):
     created_at: str
     edited_at: str | None
     deleted: bool
+    # Filled for a page of messages at once by messages/decorate.py.
+    reactions: list[ReactionOut] = msgspec.field(default_factory=list)
+    mentions: list[int] = msgspec.field(default_factory=list)
 
 
 class ChatOut(msgspec.Struct):
@@ -76,6 +85,8 @@ class ChatOut(msgspec.Struct):
     unread_count: int
     last_message: MessageOut | None
     created_at: str
+    archived: bool = False
+    unread_mentions: int = 0
 
 
 class InviteOut(msgspec.Struct):

@@ -22,20 +22,28 @@ from fechatter_core.db.schema import chat_members, chats, users, workspace_membe
 from fechatter_core.errors import forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
+from fechatter_server.chats.queries import refuse_if_archived
 from fechatter_server.chats.schemas import AddMembersRequest, ChatType, UpdateChatRequest
-from fechatter_server.chats.service import chat_out, load_chat
+from fechatter_server.chats.service import load_chat_out
 from fechatter_server.context import AppContext
 from fechatter_server.views import ChatOut, UserOut, to_builtins, user_out
 
 MANAGERS = ("owner", "admin")
 
 
-async def _chat_and_role(
+async def chat_and_role(
     conn: AsyncConnection, caller: AccessClaims, chat_id: int, *, lock: bool = False
 ) -> Any:
     """The chat (404 outside the caller's workspace) with the caller's role in it (None: not a member)."""
     query = (
-        sa.select(chats.c.id, chats.c.chat_type, chats.c.owner_id, chats.c.last_seq, chat_members.c.role)
+        sa.select(
+            chats.c.id,
+            chats.c.chat_type,
+            chats.c.owner_id,
+            chats.c.last_seq,
+            chats.c.archived_at,
+            chat_members.c.role,
+        )
         .select_from(chats)
         .outerjoin(
             chat_members,
@@ -54,7 +62,7 @@ async def _chat_and_role(
 
 async def list_members(ctx: AppContext, caller: AccessClaims, chat_id: int) -> list[UserOut]:
     async with ctx.engine.connect() as conn:
-        chat = await _chat_and_role(conn, caller, chat_id)
+        chat = await chat_and_role(conn, caller, chat_id)
         if chat.role is None and chat.chat_type != ChatType.PUBLIC_CHANNEL:
             raise forbidden("You are not a member of this chat")
         rows = (
@@ -85,8 +93,9 @@ async def add_members(
 ) -> ChatOut:
     wanted = sorted(set(data.user_ids))
     async with ctx.engine.begin() as conn:
-        chat = await _chat_and_role(conn, caller, chat_id, lock=True)
+        chat = await chat_and_role(conn, caller, chat_id, lock=True)
         _may_add(chat, caller, wanted)
+        refuse_if_archived(chat)
         in_workspace = set(
             (
                 await conn.scalars(
@@ -133,7 +142,7 @@ async def add_members(
                         data={"chat_id": chat_id, "user_id": user_id, "added_by": caller.user_id},
                     ),
                 )
-        result = chat_out(await load_chat(conn, caller, chat_id))
+        result = await load_chat_out(conn, caller, chat_id)
     if new:
         ctx.publisher.wake()
     return result
@@ -150,7 +159,7 @@ async def _next_owner(conn: AsyncConnection, chat_id: int) -> int | None:
 
 async def remove_member(ctx: AppContext, caller: AccessClaims, chat_id: int, user_id: int) -> dict[str, int]:
     async with ctx.engine.begin() as conn:
-        chat = await _chat_and_role(conn, caller, chat_id, lock=True)
+        chat = await chat_and_role(conn, caller, chat_id, lock=True)
         if chat.role is None:
             raise forbidden("You are not a member of this chat")
         if chat.chat_type == ChatType.SINGLE:
@@ -205,7 +214,7 @@ async def update_chat(
     if not values:
         raise validation_error("Nothing to change: send name and/or description", "name")
     async with ctx.engine.begin() as conn:
-        chat = await _chat_and_role(conn, caller, chat_id, lock=True)
+        chat = await chat_and_role(conn, caller, chat_id, lock=True)
         if chat.role is None:
             raise forbidden("You are not a member of this chat")
         if chat.role not in MANAGERS:
@@ -213,7 +222,7 @@ async def update_chat(
         if chat.chat_type == ChatType.SINGLE and "name" in values:
             raise validation_error("A direct chat has no name to change", "name")
         await conn.execute(chats.update().where(chats.c.id == chat_id).values(**values))
-        result = chat_out(await load_chat(conn, caller, chat_id))
+        result = await load_chat_out(conn, caller, chat_id)
         await record(
             conn,
             events.new_event(

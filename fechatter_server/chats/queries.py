@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fechatter_core.db.schema import chat_members, chats
-from fechatter_core.errors import forbidden, not_found
+from fechatter_core.errors import ApiError, conflict, forbidden, not_found
 from fechatter_core.security import AccessClaims
+from fechatter_server.mentions.queries import unread_mentions_sql
 from fechatter_server.reads.queries import unread_count_sql
 
 # One row per chat of the caller, with everything the chat shape needs. Unread comes from the one rule
@@ -17,10 +18,11 @@ from fechatter_server.reads.queries import unread_count_sql
 CHAT_ROWS = sa.text(
     """
     SELECT c.id, c.workspace_id, c.name, c.chat_type, c.description, c.owner_id, c.last_seq, c.created_at,
-           c.last_message_at,
+           c.last_message_at, c.archived_at,
            (SELECT array_agg(m.user_id ORDER BY m.user_id) FROM chat_members m WHERE m.chat_id = c.id)
                AS member_ids,
            COALESCE(__UNREAD__, 0) AS unread_count,
+           COALESCE(__MENTIONS__, 0) AS unread_mentions,
            lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.content AS lm_content,
            lm.reply_to AS lm_reply_to, lm.idempotency_key AS lm_idempotency_key,
            lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at, lm.deleted_at AS lm_deleted_at,
@@ -37,7 +39,7 @@ CHAT_ROWS = sa.text(
     ) lm ON true
     WHERE c.workspace_id = :workspace_id AND {where}
     ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC
-    """.replace("__UNREAD__", unread_count_sql("me"))
+    """.replace("__UNREAD__", unread_count_sql("me")).replace("__MENTIONS__", unread_mentions_sql("me"))
 )
 
 
@@ -49,7 +51,13 @@ async def require_member(conn: AsyncConnection, caller: AccessClaims, chat_id: i
     """The caller's membership row; 404 when the chat is not in their workspace, 403 when not a member."""
     row = (
         await conn.execute(
-            sa.select(chats.c.id, chats.c.chat_type, chat_members.c.role, chat_members.c.last_read_seq)
+            sa.select(
+                chats.c.id,
+                chats.c.chat_type,
+                chats.c.archived_at,
+                chat_members.c.role,
+                chat_members.c.last_read_seq,
+            )
             .select_from(chats)
             .outerjoin(
                 chat_members,
@@ -63,3 +71,13 @@ async def require_member(conn: AsyncConnection, caller: AccessClaims, chat_id: i
     if row.role is None:
         raise forbidden("You are not a member of this chat")
     return row
+
+
+def archived_error() -> ApiError:
+    return conflict("conflict", "chat is archived")
+
+
+def refuse_if_archived(chat: Any) -> None:
+    """An archived chat stays readable; sends, edits, reactions, pins and new members are refused (409)."""
+    if chat.archived_at is not None:
+        raise archived_error()

@@ -8,7 +8,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from fechatter_core.api import Success, ok
 from fechatter_core.security import AccessClaims
-from fechatter_server.chats import membership, service
+from fechatter_server.chats import archive, membership, service
 from fechatter_server.chats.schemas import AddMembersRequest, CreateChatRequest, UpdateChatRequest
 from fechatter_server.context import AppContext
 from fechatter_server.views import ChatOut, UserOut
@@ -97,6 +97,34 @@ async def list_channels(ctx: AppContext, caller: AccessClaims) -> Success[list[C
     return ok(await service.list_public_channels(ctx, caller))
 
 
+_ARCHIVE_RULES = (
+    "Owner or admin of the chat. An archived chat stays readable (messages, members, pins, receipts) but "
+    'refuses sends, edits, reactions, pins and new members with 409 conflict ("chat is archived"); '
+    "deletes and leaving still work. The chat shows `archived: true`. Direct (Single) chats cannot be "
+    "archived (400). Repeating the call changes nothing; a change reaches the members as `chat_updated`."
+)
+
+
+@post(
+    "/chat/{chat_id:int}/archive",
+    status_code=HTTP_200_OK,
+    summary="Archive a chat",
+    description=_ARCHIVE_RULES,
+)
+async def archive_chat(ctx: AppContext, caller: AccessClaims, chat_id: ChatId) -> Success[ChatOut]:
+    return ok(await archive.set_archived(ctx, caller, chat_id, archived=True))
+
+
+@post(
+    "/chat/{chat_id:int}/unarchive",
+    status_code=HTTP_200_OK,
+    summary="Unarchive a chat",
+    description=_ARCHIVE_RULES,
+)
+async def unarchive_chat(ctx: AppContext, caller: AccessClaims, chat_id: ChatId) -> Success[ChatOut]:
+    return ok(await archive.set_archived(ctx, caller, chat_id, archived=False))
+
+
 router = Router(
     path="/api",
     route_handlers=[
@@ -110,6 +138,8 @@ router = Router(
         join_channel,
         leave_chat,
         list_channels,
+        archive_chat,
+        unarchive_chat,
     ],
     tags=["chats"],
 )

@@ -16,6 +16,7 @@ from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import chat_rows_query
 from fechatter_server.chats.schemas import ChatType, CreateChatRequest
 from fechatter_server.context import AppContext
+from fechatter_server.messages.decorate import decorate
 from fechatter_server.views import ChatOut, MessageOut, file_out, iso, message_out, to_builtins
 
 
@@ -59,7 +60,20 @@ def chat_out(row: Any) -> ChatOut:
         unread_count=row.unread_count,
         last_message=last,
         created_at=iso(row.created_at) or "",
+        archived=row.archived_at is not None,
+        unread_mentions=row.unread_mentions,
     )
+
+
+async def chats_out(conn: Any, rows: Any) -> list[ChatOut]:
+    """Chat shapes, their last messages decorated (reactions, mentions) in one pass."""
+    result = [chat_out(row) for row in rows]
+    await decorate(conn, [c.last_message for c in result if c.last_message is not None], files=False)
+    return result
+
+
+async def load_chat_out(conn: Any, caller: AccessClaims, chat_id: int) -> ChatOut:
+    return (await chats_out(conn, [await load_chat(conn, caller, chat_id)]))[0]
 
 
 async def list_chats(ctx: AppContext, caller: AccessClaims) -> list[ChatOut]:
@@ -70,17 +84,17 @@ async def list_chats(ctx: AppContext, caller: AccessClaims) -> list[ChatOut]:
                 {"user_id": caller.user_id, "workspace_id": caller.workspace_id},
             )
         ).all()
-    return [chat_out(row) for row in rows]
+        return await chats_out(conn, rows)
 
 
 async def get_chat(ctx: AppContext, caller: AccessClaims, chat_id: int) -> ChatOut:
     async with ctx.engine.connect() as conn:
         row = await load_chat(conn, caller, chat_id)
-    if row is None:
-        raise not_found("Chat not found")
-    if caller.user_id not in (row.member_ids or []) and row.chat_type != ChatType.PUBLIC_CHANNEL.value:
-        raise forbidden("You are not a member of this chat")
-    return chat_out(row)
+        if row is None:
+            raise not_found("Chat not found")
+        if caller.user_id not in (row.member_ids or []) and row.chat_type != ChatType.PUBLIC_CHANNEL.value:
+            raise forbidden("You are not a member of this chat")
+        return (await chats_out(conn, [row]))[0]
 
 
 async def load_chat(conn: Any, caller: AccessClaims, chat_id: int) -> Any:
@@ -101,7 +115,7 @@ async def list_public_channels(ctx: AppContext, caller: AccessClaims) -> list[Ch
                 {"user_id": caller.user_id, "workspace_id": caller.workspace_id},
             )
         ).all()
-    return [chat_out(row) for row in rows]
+        return await chats_out(conn, rows)
 
 
 async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatRequest) -> tuple[ChatOut, bool]:
@@ -145,7 +159,7 @@ async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatReq
                 )
             )
             if existing is not None:
-                return chat_out(await load_chat(conn, caller, existing)), False
+                return await load_chat_out(conn, caller, existing), False
             # Lock the pair so two concurrent requests cannot both create the direct chat.
             await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(direct_key))))
             existing = await conn.scalar(
@@ -154,7 +168,7 @@ async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatReq
                 )
             )
             if existing is not None:
-                return chat_out(await load_chat(conn, caller, existing)), False
+                return await load_chat_out(conn, caller, existing), False
             name = name or "Direct message"
         chat_id = await conn.scalar(
             chats.insert()
@@ -173,7 +187,7 @@ async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatReq
             [{"chat_id": chat_id, "user_id": caller.user_id, "role": "owner"}]
             + [{"chat_id": chat_id, "user_id": m, "role": "member"} for m in others],
         )
-        chat = chat_out(await load_chat(conn, caller, chat_id))
+        chat = await load_chat_out(conn, caller, chat_id)
         await record(
             conn,
             events.new_event(

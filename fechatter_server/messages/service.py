@@ -17,13 +17,23 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fechatter_core import events
-from fechatter_core.db.schema import chat_members, chats, message_edits, message_files, messages
+from fechatter_core.db.schema import (
+    chat_members,
+    chats,
+    message_edits,
+    message_files,
+    message_pins,
+    message_reactions,
+    messages,
+)
 from fechatter_core.errors import ApiError, conflict, forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
-from fechatter_server.chats.queries import require_member
+from fechatter_server.chats.queries import refuse_if_archived, require_member
 from fechatter_server.context import AppContext
 from fechatter_server.files.queries import attach_files, file_ids_of, own_files
+from fechatter_server.mentions.service import drop_mentions, store_mentions
+from fechatter_server.messages.decorate import decorate
 from fechatter_server.messages.schemas import EditMessageRequest, SendMessageRequest
 from fechatter_server.views import MessageEditOut, MessageOut, message_edit_out, message_out, to_builtins
 
@@ -39,6 +49,16 @@ _MESSAGE_COLUMNS = (
     messages.c.edited_at,
     messages.c.deleted_at,
 )
+
+
+def unpinned_event(caller: AccessClaims, chat_id: int, message_id: int) -> events.Event:
+    return events.new_event(
+        events.MESSAGE_UNPINNED,
+        workspace_id=caller.workspace_id,
+        actor_id=caller.user_id,
+        chat_id=chat_id,
+        data={"chat_id": chat_id, "message_id": message_id, "unpinned_by": caller.user_id},
+    )
 
 
 # Roles of chat_members that may delete other members' messages.
@@ -121,7 +141,7 @@ async def _replay(
                 409, "idempotency_conflict", "This idempotency key was already used for a different message"
             )
         message = message_out(row)
-        await attach_files(conn, [message])
+        await decorate(conn, [message])
     return message
 
 
@@ -174,12 +194,14 @@ async def _insert(
                 sa.exists().where(
                     chat_members.c.chat_id == chat_id, chat_members.c.user_id == caller.user_id
                 ),
+                chats.c.archived_at.is_(None),
             )
             .values(last_seq=chats.c.last_seq + 1, last_message_at=sa.func.now())
             .returning(chats.c.last_seq)
         )
         if seq is None:
-            await require_member(conn, caller, chat_id)  # raises the precise 404 / 403
+            member = await require_member(conn, caller, chat_id)  # raises the precise 404 / 403
+            refuse_if_archived(member)
             raise AssertionError("unreachable: membership check passed but chat update matched nothing")
         if reply_to is not None:
             target = await conn.scalar(
@@ -224,6 +246,7 @@ async def _insert(
         message = message_out(row)
         if file_ids:  # without files the list is empty: no query on the hot path
             await attach_files(conn, [message])
+        message.mentions = await store_mentions(conn, row)
         await record(
             conn,
             events.new_event(
@@ -257,11 +280,11 @@ async def list_messages(
         if after is None:
             rows.reverse()
         items = [message_out(row) for row in rows]
-        await attach_files(conn, items)
+        await decorate(conn, items)
     return items, has_more
 
 
-async def _message_in_chat(conn: Any, chat_id: int, message_id: int, *, lock: bool = False) -> Any:
+async def message_in_chat(conn: Any, chat_id: int, message_id: int, *, lock: bool = False) -> Any:
     """The message, which must belong to ``chat_id``: an id of another chat is as unknown as a missing one."""
     query = sa.select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id, messages.c.chat_id == chat_id)
     if lock:
@@ -287,17 +310,18 @@ async def _edit(
     ctx: AppContext, caller: AccessClaims, chat_id: int, message_id: int, content: str
 ) -> tuple[MessageOut, bool]:
     async with ctx.engine.begin() as conn:
-        await require_member(conn, caller, chat_id)
-        row = await _message_in_chat(conn, chat_id, message_id, lock=True)
+        member = await require_member(conn, caller, chat_id)
+        row = await message_in_chat(conn, chat_id, message_id, lock=True)
         if row.sender_id != caller.user_id:
             raise forbidden("Only the sender can edit a message")
         if row.deleted_at is not None:
             raise conflict("conflict", "The message was deleted")
+        refuse_if_archived(member)
         if row.content == content:
             # Nothing changed: no history entry, no event, and edited_at keeps its meaning.
-            unchanged = message_out(row)
-            await attach_files(conn, [unchanged])
-            return unchanged, False
+            same = message_out(row)
+            await decorate(conn, [same])
+            return same, False
         await conn.execute(
             message_edits.insert().values(
                 message_id=row.id, previous_content=row.content, edited_at=sa.func.now()
@@ -311,8 +335,9 @@ async def _edit(
                 .returning(*_MESSAGE_COLUMNS)
             )
         ).one()
+        await store_mentions(conn, updated, replace=True)
         message = message_out(updated)
-        await attach_files(conn, [message])
+        await decorate(conn, [message])
         await record(
             conn,
             events.new_event(
@@ -339,7 +364,7 @@ async def _delete(
 ) -> tuple[MessageOut, bool]:
     async with ctx.engine.begin() as conn:
         member = await require_member(conn, caller, chat_id)
-        row = await _message_in_chat(conn, chat_id, message_id, lock=True)
+        row = await message_in_chat(conn, chat_id, message_id, lock=True)
         if row.sender_id != caller.user_id and member.role not in _MODERATOR_ROLES:
             raise forbidden("Only the sender or a chat owner or admin can delete a message")
         if row.deleted_at is not None:
@@ -350,6 +375,14 @@ async def _delete(
         # Its files leave the message too (the chat's members lose access through it); the stored bytes
         # stay, since other uploads and messages may share them.
         await conn.execute(message_files.delete().where(message_files.c.message_id == row.id))
+        # Nor its reactions, mentions and pin: a deleted message is no longer anyone's business.
+        await conn.execute(message_reactions.delete().where(message_reactions.c.message_id == row.id))
+        await drop_mentions(conn, row.id)
+        unpinned = await conn.scalar(
+            message_pins.delete()
+            .where(message_pins.c.message_id == row.id)
+            .returning(message_pins.c.message_id)
+        )
         updated = (
             await conn.execute(
                 messages.update()
@@ -369,6 +402,8 @@ async def _delete(
                 data=to_builtins(message),
             ),
         )
+        if unpinned is not None:
+            await record(conn, unpinned_event(caller, chat_id, row.id))
     return message, True
 
 
@@ -378,7 +413,7 @@ async def message_history(
     """Previous versions, oldest first; the current version is the message itself."""
     async with ctx.engine.connect() as conn:
         await require_member(conn, caller, chat_id)
-        row = await _message_in_chat(conn, chat_id, message_id)
+        row = await message_in_chat(conn, chat_id, message_id)
         if row.deleted_at is not None:
             return []  # the delete removed the rows too; this keeps the rule independent of that
         edits = (
@@ -397,7 +432,7 @@ async def list_replies(
     """Messages replying to ``message_id``, ascending seq, paged forward by ``after``."""
     async with ctx.engine.connect() as conn:
         await require_member(conn, caller, chat_id)
-        await _message_in_chat(conn, chat_id, message_id)
+        await message_in_chat(conn, chat_id, message_id)
         # Replies always live in the parent's chat (send checks it); the chat filter keeps that explicit.
         query = (
             sa.select(*_MESSAGE_COLUMNS)
@@ -409,5 +444,5 @@ async def list_replies(
             query = query.where(messages.c.seq > after)
         rows = (await conn.execute(query)).all()
         items = [message_out(row) for row in rows[:limit]]
-        await attach_files(conn, items)
+        await decorate(conn, items)
     return items, len(rows) > limit
