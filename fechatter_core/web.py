@@ -160,13 +160,27 @@ def strict_body(
             return
         if authenticate is not None and "caller" in handler.parsed_fn_signature.parameters:
             authenticate(request)
+        media_type = getattr(field.kwarg_definition, "media_type", None)
+        if media_type is not None and media_type != "application/json":
+            return  # multipart and form bodies are Litestar's to parse
         raw = await request.body()
         if not raw.strip():
             if field.is_optional:
                 return
             raise ApiError(400, "bad_request", "The request body is empty; a JSON object is expected")
+        if not _is_json(request.headers.get("content-type")):
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                "The request body must be JSON (Content-Type: application/json)",
+            )
         try:
+            # Syntax first: the typed decode stops at the first wrong field, so a truncated body
+            # would otherwise be reported as a field error, and bad UTF-8 would escape as a 500.
+            msgspec.json.decode(raw)
             msgspec.json.decode(raw, type=field.annotation, strict=True)
+        except UnicodeDecodeError:
+            raise ApiError(400, "bad_request", "The request body is not valid UTF-8 JSON") from None
         except msgspec.ValidationError as exc:
             text = str(exc)
             found = _AT_FIELD.search(text) or _NAMED_FIELD.search(text)
@@ -177,6 +191,11 @@ def strict_body(
             raise ApiError(400, "bad_request", "The request body is not valid JSON") from None
 
     return hook
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def document_closed_bodies(app: Litestar) -> None:
