@@ -46,7 +46,7 @@ class GatewayApp:
                 follow_redirects=False,
                 # A proxy must never keep cookies: httpx would store one user's Set-Cookie (the refresh
                 # token) and send it upstream with every later request, anyone's.
-                cookies=httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))),
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
             self.proxy = Proxy(self.table, client, MAX_PROXIED_BODY)
             try:
