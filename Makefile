@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop status logs test lint fmt db-setup db-reset clean
+.PHONY: help install run stop status logs test lint fmt db-setup db-reset clean bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ fmt: install ## Format the code
 
 test: lint ## Lint, then the whole test suite against real PostgreSQL, NATS and Redis
 	$(BIN)/pytest
+
+bench: install ## Benchmark the chat API on a stack of its own (free ports, temp dir) into docs/benchmarks.md
+	$(BIN)/python -m bench.api --profile $(BENCH_ARGS)
 
 db-setup: install ## Apply the migrations (to $$DATABASE_URL, or to the embedded PostgreSQL)
 	$(BIN)/fechatter db upgrade

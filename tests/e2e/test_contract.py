@@ -873,7 +873,7 @@ def forged_tokens(stack: RunningStack, real: str) -> dict[str, str]:
     expired = {**claims, "iat": now - 7200, "exp": now - 3600}
     secret = stack.secrets()["jwt_secret"]
     return {
-        "forged": jwt.encode(claims, "another key that is long enough", algorithm="HS256"),
+        "forged": jwt.encode(claims, "another key, long enough for HS256 signing", algorithm="HS256"),
         "expired": jwt.encode(expired, secret, algorithm="HS256"),
     }
 
