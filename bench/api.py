@@ -119,9 +119,9 @@ class Bench:
             created = await self.http.post(
                 "/api/workspace/chats",
                 headers=self.auth,
-                json={"name": f"bench-{i}", "chat_type": "Group", "members": []},
+                json={"name": f"bench-{i}", "chat_type": "PrivateChannel", "members": []},
             )
-            created.raise_for_status()
+            assert created.status_code == 201, created.text
             self.chats.append(created.json()["data"]["id"])
 
     @property
@@ -232,6 +232,7 @@ def summarize_profile(path: Path, top: int = 15) -> list[str]:
     if not path.exists():
         return ["(no profile was recorded)"]
     inclusive: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
     areas: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
@@ -248,6 +249,7 @@ def summarize_profile(path: Path, top: int = 15) -> list[str]:
                 inclusive[name] += count
                 seen.add(name)
         areas[_area(frames[-1])] += count
+        leaves[_short(frames[-1])] += count
     if not total:
         return ["(the profile is empty)"]
     lines = ["| where (leaf frame) | share of samples |", "|---|---|"]
@@ -255,6 +257,8 @@ def summarize_profile(path: Path, top: int = 15) -> list[str]:
     lines += ["", "| function (inclusive) | share of samples |", "|---|---|"]
     interesting = [(n, c) for n, c in inclusive.most_common() if not _boring(n)]
     lines += [f"| `{name}` | {100 * c / total:.1f}% |" for name, c in interesting[:top]]
+    lines += ["", "| function (self) | share of samples |", "|---|---|"]
+    lines += [f"| `{name}` | {100 * c / total:.1f}% |" for name, c in leaves.most_common(top)]
     return lines
 
 
@@ -291,8 +295,14 @@ def _area(leaf: str) -> str:
     return "other (stdlib, interpreter)"
 
 
+_BORING = re.compile(
+    r"^(process \d+|<module>|_run_module_as_main|_run_code|run_service|run \(|_run_once|run_forever|"
+    r"run_until_complete|_run \(|.*\((granian/server|multiprocessing)/)"
+)
+
+
 def _boring(name: str) -> bool:
-    return name.startswith(("<module>", "run (", "_run_once", "run_forever", "run_until_complete", "_run ("))
+    return bool(_BORING.match(name))
 
 
 def machine() -> dict[str, str]:
@@ -360,7 +370,7 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
     return "\n".join(lines)
 
 
-async def run(seconds: float, profile: bool) -> str:
+async def run(seconds: float, profile: bool, keep_profile: Path | None = None) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="fechatter-bench-"))
     stack = make_stack(
         tmp / "data",
@@ -392,6 +402,8 @@ async def run(seconds: float, profile: bool) -> str:
                     spy.kill()
                     err = b"timed out"
                 profile_lines = summarize_profile(raw)
+                if keep_profile is not None:
+                    shutil.copy(raw, keep_profile)
                 if spy.returncode:
                     profile_lines.append(
                         f"(py-spy exited {spy.returncode}: {err.decode(errors='replace')[:300]})"
@@ -436,9 +448,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each run")
     parser.add_argument("--profile", action="store_true", help="py-spy the chat API during a send run")
+    parser.add_argument("--keep-profile", type=Path, help="also save py-spy's collapsed stacks here")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    section = asyncio.run(run(args.seconds, args.profile))
+    section = asyncio.run(run(args.seconds, args.profile, args.keep_profile))
     write_report(args.out, section)
     print(section)
 
