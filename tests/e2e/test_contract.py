@@ -1013,7 +1013,8 @@ def _template(path: str) -> str:
 def _others(path: str) -> bool:
     """Routes of features other work adds (reactions, pins, receipts, files, typing, archive)."""
     return any(
-        word in path for word in ("reaction", "pins", "receipts", "typing", "archive", "mentions", "files")
+        word in path
+        for word in ("reaction", "pins", "receipts", "typing", "archive", "mentions", "files", "presence")
     )
 
 
