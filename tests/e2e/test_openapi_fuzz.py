@@ -83,7 +83,7 @@ async def test_schemathesis_finds_no_server_error_and_answers_match_the_document
         *(arg for path in SESSION_ENDING for arg in ("--exclude-path", path)),
     ]
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path
     )
     try:
         raw, _ = await asyncio.wait_for(process.communicate(), timeout=150)
