@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop status logs test lint fmt db-setup db-reset search-reindex clean
+.PHONY: help install run stop status logs test lint fmt db-setup db-reset search-reindex clean bench
 .PHONY: up down ps stats build-docker run-docker kill-docker dev dev-stop
 
 # The project's processes, as `make run` names them (docker-compose names them with '-' for '_').
@@ -69,6 +69,9 @@ fmt: install ## Format the code
 
 test: lint ## Lint, then the whole test suite against real PostgreSQL, NATS and Redis
 	$(BIN)/pytest
+
+bench: install ## Benchmark the chat API on a stack of its own (free ports, temp dir) into docs/benchmarks.md
+	$(BIN)/python -m bench.api --profile $(BENCH_ARGS)
 
 db-setup: install ## Apply the migrations (to $$DATABASE_URL, or to the embedded PostgreSQL)
 	$(BIN)/fechatter db upgrade

@@ -4,6 +4,7 @@ and metrics routes. Routes stay thin; these pieces are written once here."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -15,7 +16,8 @@ from typing import Any
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.openapi.spec import Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Reference, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
@@ -64,8 +66,23 @@ class RequestContext:
                 message["headers"] = headers
             await send(message)
 
+        body_read = False
+
+        async def receive_tracked() -> Message:
+            nonlocal body_read
+            message = await receive()
+            if message["type"] == "http.disconnect" or (
+                message["type"] == "http.request" and not message.get("more_body", False)
+            ):
+                body_read = True
+            return message
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_tracked, send_with_id)
+            if status == 413 and not body_read:
+                # The body was refused unread. Read it to the end anyway, so a client (the gateway) still
+                # writing it sees the 413 instead of a reset connection.
+                await _drain(receive_tracked)
         finally:
             route = scope.get("path_template") or "unmatched"
             method = scope["method"]
@@ -79,6 +96,19 @@ class RequestContext:
                 # The formatter redacts ?access_token= and other secrets before this reaches a file.
                 access_log.info("%s %s %s %d %.1fms", client[0], method, target, status, elapsed * 1000)
             request_id_var.reset(token)
+
+
+async def _drain(receive: Receive, limit: int = 64 * 1024 * 1024, seconds: float = 10.0) -> None:
+    read = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while read <= limit:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                read += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -160,13 +190,27 @@ def strict_body(
             return
         if authenticate is not None and "caller" in handler.parsed_fn_signature.parameters:
             authenticate(request)
+        media_type = getattr(field.kwarg_definition, "media_type", None)
+        if media_type is not None and media_type != "application/json":
+            return  # multipart and form bodies are Litestar's to parse
         raw = await request.body()
         if not raw.strip():
             if field.is_optional:
                 return
             raise ApiError(400, "bad_request", "The request body is empty; a JSON object is expected")
+        if not _is_json(request.headers.get("content-type")):
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                "The request body must be JSON (Content-Type: application/json)",
+            )
         try:
+            # Syntax first: the typed decode stops at the first wrong field, so a truncated body
+            # would otherwise be reported as a field error, and bad UTF-8 would escape as a 500.
+            msgspec.json.decode(raw)
             msgspec.json.decode(raw, type=field.annotation, strict=True)
+        except UnicodeDecodeError:
+            raise ApiError(400, "bad_request", "The request body is not valid UTF-8 JSON") from None
         except msgspec.ValidationError as exc:
             text = str(exc)
             found = _AT_FIELD.search(text) or _NAMED_FIELD.search(text)
@@ -177,6 +221,11 @@ def strict_body(
             raise ApiError(400, "bad_request", "The request body is not valid JSON") from None
 
     return hook
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def document_closed_bodies(app: Litestar) -> None:
@@ -197,6 +246,55 @@ def document_closed_bodies(app: Litestar) -> None:
         schema = components.get(name)
         if isinstance(schema, Schema):
             schema.additional_properties = False
+
+
+_ERROR_STATUSES = {
+    "400": "validation_error (a field is wrong, named in field) or bad_request (the body is not JSON)",
+    "401": "unauthorized: no, bad or expired token (invalid_credentials on sign-in)",
+    "403": "forbidden: authenticated but not allowed (not a member, wrong role)",
+    "404": "not_found",
+    "409": "conflict, email_taken or idempotency_conflict",
+    "413": "payload_too_large: the body is over the configured limit",
+    "415": "unsupported_media_type: a body that is not application/json",
+    "429": "rate_limited, with Retry-After",
+}
+
+
+def document_errors(app: Litestar) -> None:
+    """Give every operation of the app's OpenAPI document the error responses of API.md, each with the
+    envelope's schema, replacing Litestar's own (which describes a body this API never sends)."""
+    schema = app.openapi_schema
+    components = schema.components
+    if components.schemas is None:
+        components.schemas = {}
+    components.schemas["ErrorEnvelope"] = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["success", "error"],
+        properties={
+            "success": Schema(type=OpenAPIType.BOOLEAN, const=False),
+            "error": Schema(
+                type=OpenAPIType.OBJECT,
+                required=["code", "message"],
+                properties={
+                    "code": Schema(type=OpenAPIType.STRING, description="snake_case, for programs"),
+                    "message": Schema(type=OpenAPIType.STRING, description="for a person"),
+                    "field": Schema(type=OpenAPIType.STRING, description="the field at fault, when one is"),
+                },
+                additional_properties=False,
+            ),
+        },
+        additional_properties=False,
+    )
+    content = {"application/json": OpenAPIMediaType(schema=Reference("#/components/schemas/ErrorEnvelope"))}
+    for item in (schema.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            responses = operation.responses if operation.responses is not None else {}
+            for status, description in _ERROR_STATUSES.items():
+                responses[status] = OpenAPIResponse(description=description, content=content)
+            operation.responses = responses
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

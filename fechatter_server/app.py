@@ -20,7 +20,14 @@ from fechatter_core.db.engine import create_engine
 from fechatter_core.logs import configure_logging
 from fechatter_core.outbox import OutboxPublisher
 from fechatter_core.settings import FechatterSettings
-from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, document_closed_bodies, strict_body, wrap
+from fechatter_core.web import (
+    EXCEPTION_HANDLERS,
+    HealthChecks,
+    document_closed_bodies,
+    document_errors,
+    strict_body,
+    wrap,
+)
 from fechatter_server.auth.routes import router as auth_router
 from fechatter_server.chats.routes import router as chats_router
 from fechatter_server.context import AppContext
@@ -124,6 +131,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
         ),
     )
     document_closed_bodies(app)
+    document_errors(app)
     return app
 
 

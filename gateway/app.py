@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -42,6 +43,9 @@ class GatewayApp:
                 timeout=httpx.Timeout(self.settings.upstream_timeout_seconds, connect=2.0),
                 limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
                 follow_redirects=False,
+                # A proxy must never keep cookies: httpx would store one user's Set-Cookie (the refresh
+                # token) and send it upstream with every later request, anyone's.
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
             # Uploads have their own, smaller limit in the chat API, checked as the body streams in there.
             self.proxy = Proxy(self.table, client, self.settings.max_body_bytes)
