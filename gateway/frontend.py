@@ -1,4 +1,8 @@
-"""Serves the built web client with single-page-app fallback; a plain page until it is built."""
+"""Serves the built web client with single-page-app fallback; a plain page until it is built.
+
+Vite names what it emits under ``assets/`` by content hash, so those may be cached for a year; ``index.html``
+names the current hashes and must be revalidated on every load, or a browser keeps an old build.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from typing import Any
 from litestar import MediaType, Response, get
 from litestar.response import File
 
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+
 from fechatter_core.errors import not_found
 
 PLACEHOLDER = """<!doctype html>
@@ -16,7 +23,7 @@ PLACEHOLDER = """<!doctype html>
 <body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto; line-height: 1.5">
 <h1>Fechatter is running</h1>
 <p>The API is at <code>/api</code> (documentation at <a href="/api/docs">/api/docs</a>) and live events at
-<code>/sse</code>. The web client has not been built on this machine yet: run <code>make frontend</code>
+<code>/sse</code>. The web client has not been built on this machine yet: run <code>make frontend-build</code>
 (needs Node.js) and reload.</p>
 <p>Health of every service: <a href="/api/health/all">/api/health/all</a></p>
 </body></html>"""
@@ -29,12 +36,17 @@ def frontend_handlers(dist_dir: str) -> list[Any]:
     async def serve(path: str = "") -> Response[Any] | File:
         index = root / "index.html"
         if not index.exists():
-            return Response(PLACEHOLDER, media_type=MediaType.HTML)
+            return Response(PLACEHOLDER, media_type=MediaType.HTML, headers={"Cache-Control": REVALIDATE})
         wanted = (root / path.lstrip("/")).resolve()
-        if wanted.is_relative_to(root) and wanted.is_file():
-            return File(wanted)
-        if path.startswith(("/api/", "/assets/")) or "." in path.rsplit("/", 1)[-1]:
+        if wanted.is_relative_to(root) and wanted.is_file() and wanted != index:
+            hashed = wanted.is_relative_to(root / "assets")
+            return File(
+                wanted,
+                content_disposition_type="inline",
+                headers={"Cache-Control": IMMUTABLE if hashed else REVALIDATE},
+            )
+        if path.startswith(("/api/", "/assets/", "api/", "assets/")) or "." in path.rsplit("/", 1)[-1]:
             raise not_found()
-        return File(index, content_disposition_type="inline")
+        return File(index, content_disposition_type="inline", headers={"Cache-Control": REVALIDATE})
 
     return [serve]
