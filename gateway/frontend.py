@@ -6,16 +6,17 @@ names the current hashes and must be revalidated on every load, or a browser kee
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 from typing import Any
 
 from litestar import MediaType, Response, get
 from litestar.response import File
 
+from fechatter_core.errors import not_found
+
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
-
-from fechatter_core.errors import not_found
 
 PLACEHOLDER = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Fechatter</title>
@@ -40,13 +41,20 @@ def frontend_handlers(dist_dir: str) -> list[Any]:
         wanted = (root / path.lstrip("/")).resolve()
         if wanted.is_relative_to(root) and wanted.is_file() and wanted != index:
             hashed = wanted.is_relative_to(root / "assets")
-            return File(
-                wanted,
-                content_disposition_type="inline",
-                headers={"Cache-Control": IMMUTABLE if hashed else REVALIDATE},
-            )
+            return _file(wanted, IMMUTABLE if hashed else REVALIDATE)
         if path.startswith(("/api/", "/assets/", "api/", "assets/")) or "." in path.rsplit("/", 1)[-1]:
             raise not_found()
-        return File(index, content_disposition_type="inline", headers={"Cache-Control": REVALIDATE})
+        return _file(index, REVALIDATE)
 
     return [serve]
+
+
+def _file(path: Path, cache_control: str) -> File:
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return File(
+        path,
+        filename=path.name,
+        media_type=media_type,
+        content_disposition_type="inline",
+        headers={"Cache-Control": cache_control},
+    )

@@ -59,7 +59,7 @@ export class SseClient {
       backoff: (n) => Math.min(10_000, 500 * 2 ** n),
       schedule: (fn, ms) => setTimeout(fn, ms),
       cancel: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-      ...opts,
+      ...(Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as SseOptions),
     }
   }
 
@@ -78,6 +78,18 @@ export class SseClient {
 
   stop(): void {
     this.stopped = true
+    if (this.timer !== null) this.opts.cancel(this.timer)
+    this.timer = null
+    this.source?.close()
+    this.source = null
+    this.opts.onStatus?.('closed')
+  }
+
+  /**
+   * The device went offline: close the stream rather than trust a connection that may hang half-open without
+   * error; `reconnect()` resumes after the last event seen.
+   */
+  suspend(): void {
     if (this.timer !== null) this.opts.cancel(this.timer)
     this.timer = null
     this.source?.close()

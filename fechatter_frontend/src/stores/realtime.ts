@@ -6,6 +6,8 @@ import { useChatsStore } from './chats'
 import { useMessagesStore, wakeRetries } from './messages'
 
 let client: SseClient | null = null
+/** Events are applied one after another, in stream order, even when applying one waits on the network. */
+let queue: Promise<void> = Promise.resolve()
 
 /** Whether the person is looking at this chat right now (so a new message there is read, not unread). */
 export function chatVisible(chatId: number): boolean {
@@ -30,7 +32,9 @@ export const useRealtimeStore = defineStore('realtime', {
           this.status = s
           if (s === 'open' && was !== 'open') wakeRetries()
         },
-        onEvent: (type, data) => void this.dispatch(type, data),
+        onEvent: (type, data) => {
+          queue = queue.then(() => this.dispatch(type, data)).catch(() => {})
+        },
       })
       client.start()
     },
@@ -38,6 +42,9 @@ export const useRealtimeStore = defineStore('realtime', {
       client?.stop()
       client = null
       this.status = 'closed'
+    },
+    offline() {
+      client?.suspend()
     },
     /** The network came back: open a fresh stream at once rather than wait for the browser's retry. */
     online() {
