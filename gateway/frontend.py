@@ -39,7 +39,7 @@ def frontend_handlers(dist_dir: str) -> list[Any]:
         if not index.exists():
             return Response(PLACEHOLDER, media_type=MediaType.HTML, headers={"Cache-Control": REVALIDATE})
         wanted = (root / path.lstrip("/")).resolve()
-        if wanted.is_relative_to(root) and wanted.is_file() and wanted != index:
+        if wanted.is_relative_to(root) and wanted.is_file():
             hashed = wanted.is_relative_to(root / "assets")
             return _file(wanted, IMMUTABLE if hashed else REVALIDATE)
         if path.startswith(("/api/", "/assets/", "api/", "assets/")) or "." in path.rsplit("/", 1)[-1]:
