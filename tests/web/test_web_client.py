@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import struct
 import time
+import zlib
 
 import httpx
 import pytest
@@ -17,10 +20,21 @@ from tests.web.routes import route_missing
 
 pytestmark = pytest.mark.e2e
 
-PNG_1x1 = bytes.fromhex(
-    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-    "0000000d49444154789c6360f8cfc0f01f0005000201e2b1e6a40000000049454e44ae426082"
-)
+
+def png(width: int = 2, height: int = 2) -> bytes:
+    """A small, valid PNG (opaque blue), so the browser can decode and size it."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = b"".join(b"\x00" + b"\x20\x60\xe0" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 async def test_sign_up_invite_live_message_and_unread_badge(new_page: NewPage) -> None:
@@ -123,14 +137,14 @@ async def test_upload_an_image_and_see_its_preview(new_page: NewPage, client: ht
     await ui.sign_in(page, address)
     await page.get_by_role("link", name="pictures").click()
     await page.get_by_test_id("file-input").set_input_files(
-        files=[{"name": "pixel.png", "mimeType": "image/png", "buffer": PNG_1x1}]
+        files=[{"name": "pixel.png", "mimeType": "image/png", "buffer": png()}]
     )
     await expect(page.get_by_role("img", name="Preview of pixel.png")).to_be_visible()
     await expect(page.get_by_role("button", name="Send")).to_be_enabled()
     await ui.send(page, "a picture")
     preview = ui.messages(page).filter(has_text="a picture").get_by_role("img", name="pixel.png")
     await expect(preview).to_be_visible()
-    assert await preview.evaluate("img => img.complete && img.naturalWidth") == 1
+    assert await preview.evaluate("img => img.complete && img.naturalWidth") == 2
 
 
 @pytest.mark.skipif(
@@ -149,9 +163,28 @@ async def test_search_finds_a_message(
     address = (await client.get("/api/users/me", headers=owner.auth)).json()["data"]["email"]
     page = await new_page()
     await ui.sign_in(page, address)
+    await asyncio.sleep(1.0)  # API.md: findable within one second of the send returning
     await page.get_by_label("Search messages").fill(word)
     await page.get_by_label("Search messages").press("Enter")
     results = page.get_by_role("list", name="Search results").get_by_role("listitem")
     await expect(results.filter(has_text=word)).to_have_count(1)
     await results.filter(has_text=word).get_by_role("button").click()
     await expect(page.get_by_role("heading", name="findable")).to_be_visible()
+
+
+async def test_phone_width_shows_the_list_then_the_chat_full_screen(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    owner, member = await team(client, 2)
+    await create_chat(client, owner, [member], name="pocket")
+    address = (await client.get("/api/users/me", headers=owner.auth)).json()["data"]["email"]
+    page = await new_page(width=390, height=800)
+    await ui.sign_in(page, address)
+    await page.get_by_role("link", name="pocket").click()
+    await expect(page.get_by_role("navigation", name="Workspace")).to_be_hidden()
+    await ui.send(page, "from my phone")
+    await expect(ui.messages(page).filter(has_text="from my phone")).to_have_count(1)
+    box = await page.get_by_role("textbox", name="Message").bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390
+    await page.get_by_role("link", name="Back to chats").click()
+    await expect(page.get_by_role("link", name="pocket")).to_be_visible()

@@ -44,17 +44,26 @@ export function sizeLabel(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`
 }
 
-/** Split a search highlight into text and marked parts; accepts `<mark>…</mark>` or `<b>…</b>` markers only. */
+const ENTITIES: Record<string, string> = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'", '&#x27;': "'" }
+
+function unescapeHtml(text: string): string {
+  return text.replace(/&(?:amp|lt|gt|quot|#39|#x27);/g, (e) => ENTITIES[e] ?? e)
+}
+
+/**
+ * Split a search highlight (HTML-escaped text with matches in `<mark>`…`</mark>`) into plain and marked
+ * parts, to render as text: nothing from the server is ever inserted as HTML.
+ */
 export function highlightParts(highlight: string): { text: string; marked: boolean }[] {
   const parts: { text: string; marked: boolean }[] = []
-  const re = /<(mark|b)>(.*?)<\/\1>/gs
+  const re = /<(mark|b|em)>(.*?)<\/\1>/gs
   let last = 0
   for (const m of highlight.matchAll(re)) {
     const at = m.index ?? 0
-    if (at > last) parts.push({ text: highlight.slice(last, at), marked: false })
-    parts.push({ text: m[2], marked: true })
+    if (at > last) parts.push({ text: unescapeHtml(highlight.slice(last, at)), marked: false })
+    parts.push({ text: unescapeHtml(m[2]), marked: true })
     last = at + m[0].length
   }
-  if (last < highlight.length) parts.push({ text: highlight.slice(last), marked: false })
+  if (last < highlight.length) parts.push({ text: unescapeHtml(highlight.slice(last)), marked: false })
   return parts
 }
