@@ -57,7 +57,7 @@ frontend-ensure:
 frontend-build: $(FRONTEND)/node_modules/.package-lock.json ## Build the web client into fechatter_frontend/dist (needs Node.js 20.19+)
 	cd $(FRONTEND) && npm run build
 
-frontend-dev: $(FRONTEND)/node_modules/.package-lock.json ## Vite on :5173, proxying /api, /sse and /events to the gateway ($$GATEWAY_PORT, 8080)
+frontend-dev: $(FRONTEND)/node_modules/.package-lock.json ## Vite on :5173, proxying /api, /sse and /events to the gateway on GATEWAY_PORT (8080)
 	cd $(FRONTEND) && npm run dev
 
 frontend-test: $(FRONTEND)/node_modules/.package-lock.json ## Web client: ESLint, type check and Vitest

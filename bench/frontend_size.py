@@ -54,13 +54,20 @@ async def cold_load(runs: int) -> list[float]:
         try:
             async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
                 email = f"bench{int(time.time())}@bench.test"
-                body = {"email": email, "password": "correct horse 1", "fullname": "Bench", "workspace_name": "Bench"}
+                body = {
+                    "email": email,
+                    "password": "correct horse 1",
+                    "fullname": "Bench",
+                    "workspace_name": "Bench",
+                }
                 session = (await http.post("/api/signup", json=body)).json()["data"]
                 auth = {"Authorization": f"Bearer {session['access_token']}"}
                 chat_body = {"name": "bench", "chat_type": "PublicChannel", "members": []}
                 chat = (await http.post("/api/workspace/chats", headers=auth, json=chat_body)).json()["data"]
                 for i in range(200):
-                    await http.post(f"/api/chat/{chat['id']}/messages", headers=auth, json={"content": f"message {i}"})
+                    await http.post(
+                        f"/api/chat/{chat['id']}/messages", headers=auth, json={"content": f"message {i}"}
+                    )
             timings = []
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
@@ -90,9 +97,13 @@ async def cold_load(runs: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dist", type=Path, default=DIST)
-    parser.add_argument("--cold-load", action="store_true", help="also time a cold load against a local stack")
+    parser.add_argument(
+        "--cold-load", action="store_true", help="also time a cold load against a local stack"
+    )
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     if not (args.dist / "index.html").exists():
@@ -101,12 +112,15 @@ def main() -> None:
     for kind, (raw, zipped) in result.items():
         print(f"first-load {kind.upper():3} {raw / 1024:8.1f} KB raw {zipped / 1024:8.1f} KB gzip")
     js_kb = result["js"][1] / 1024
-    print(f"JS budget: {js_kb:.1f} KB of {GOAL_JS_KB} KB gzip ({'within' if js_kb <= GOAL_JS_KB else 'OVER'})")
+    print(
+        f"JS budget: {js_kb:.1f} KB of {GOAL_JS_KB} KB gzip ({'within' if js_kb <= GOAL_JS_KB else 'OVER'})"
+    )
     if args.cold_load:
         timings = asyncio.run(cold_load(args.runs))
+        median, low, high = statistics.median(timings), min(timings), max(timings)
         print(
             f"cold load to the message list (200 messages, {len(timings)} runs): "
-            f"median {statistics.median(timings):.0f} ms, min {min(timings):.0f} ms, max {max(timings):.0f} ms"
+            f"median {median:.0f} ms, min {low:.0f} ms, max {high:.0f} ms"
         )
 
 

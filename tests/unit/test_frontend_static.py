@@ -21,7 +21,9 @@ def client_for(dist: Path) -> httpx.AsyncClient:
 def dist(tmp_path: Path) -> Path:
     root = tmp_path / "dist"
     (root / "assets").mkdir(parents=True)
-    (root / "index.html").write_text('<!doctype html><script type="module" src="/assets/index-abc123.js"></script>')
+    (root / "index.html").write_text(
+        '<!doctype html><script type="module" src="/assets/index-abc123.js"></script>'
+    )
     (root / "assets" / "index-abc123.js").write_text("console.log('app')")
     (root / "assets" / "index-abc123.css").write_text("body{}")
     (root / "robots.txt").write_text("User-agent: *")
