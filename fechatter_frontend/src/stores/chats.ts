@@ -1,0 +1,138 @@
+import { defineStore } from 'pinia'
+import { api } from '../api/http'
+import type { Chat, ChatType, Message, User } from '../api/types'
+import { useAuthStore } from './auth'
+
+export const useChatsStore = defineStore('chats', {
+  state: () => ({
+    chats: [] as Chat[],
+    users: {} as Record<number, User>,
+    channels: [] as Chat[],
+    activeChatId: null as number | null,
+    loaded: false,
+    /** chat id -> user id -> expiry time (ms) of a typing indicator */
+    typing: {} as Record<number, Record<number, number>>,
+  }),
+  getters: {
+    byId: (s) => (id: number) => s.chats.find((c) => c.id === id),
+    sorted: (s) =>
+      [...s.chats].sort((a, b) => {
+        const ta = a.last_message?.created_at ?? a.created_at
+        const tb = b.last_message?.created_at ?? b.created_at
+        return tb.localeCompare(ta)
+      }),
+  },
+  actions: {
+    userName(id: number): string {
+      return this.users[id]?.fullname ?? `User ${id}`
+    },
+    /** What a person calls a chat: the other person's name for a direct message. */
+    displayName(chat: Chat): string {
+      if (chat.chat_type === 'Single') {
+        const me = useAuthStore().user?.id
+        const other = chat.member_ids.find((id) => id !== me)
+        if (other !== undefined && this.users[other]) return this.users[other].fullname
+      }
+      return chat.name
+    },
+    async load() {
+      const [chats, users] = await Promise.all([api.get<Chat[]>('/api/workspace/chats'), api.get<User[]>('/api/users')])
+      this.chats = chats.data
+      this.users = Object.fromEntries(users.data.map((u) => [u.id, u]))
+      this.loaded = true
+    },
+    async reloadChats() {
+      this.chats = (await api.get<Chat[]>('/api/workspace/chats')).data
+    },
+    async loadUsers() {
+      const users = await api.get<User[]>('/api/users')
+      this.users = Object.fromEntries(users.data.map((u) => [u.id, u]))
+    },
+    async loadChannels() {
+      this.channels = (await api.get<Chat[]>('/api/workspace/channels')).data
+    },
+    upsert(chat: Chat) {
+      const i = this.chats.findIndex((c) => c.id === chat.id)
+      if (i >= 0) this.chats[i] = chat
+      else this.chats.push(chat)
+    },
+    async ensureChat(id: number): Promise<Chat | undefined> {
+      const known = this.byId(id)
+      if (known) return known
+      const { data } = await api.get<Chat>(`/api/chat/${id}`)
+      return data
+    },
+    async create(name: string, chatType: ChatType, members: number[], description?: string): Promise<Chat> {
+      const body: Record<string, unknown> = { name, chat_type: chatType, members }
+      if (description) body.description = description
+      const { data } = await api.post<Chat>('/api/workspace/chats', body)
+      this.upsert(data)
+      return data
+    },
+    async join(id: number): Promise<Chat> {
+      const { data } = await api.post<Chat>(`/api/chat/${id}/join`)
+      this.upsert(data)
+      return data
+    },
+    async leave(id: number) {
+      await api.post(`/api/chat/${id}/leave`)
+      this.chats = this.chats.filter((c) => c.id !== id)
+    },
+    async createInvite(): Promise<{ code: string; expires_at: string }> {
+      return (await api.post<{ code: string; expires_at: string }>('/api/workspace/invites', {})).data
+    },
+    /** A message arrived (live or by our own send): move the chat up and count it unread when it is not open. */
+    noteMessage(message: Message, visible: boolean) {
+      const chat = this.byId(message.chat_id)
+      if (!chat) {
+        void this.reloadChats()
+        return
+      }
+      if (message.seq <= chat.last_seq) {
+        if (chat.last_message?.seq === message.seq) chat.last_message = message
+        return
+      }
+      chat.last_seq = message.seq
+      chat.last_message = message
+      const me = useAuthStore().user?.id
+      if (message.sender_id !== me && !visible) chat.unread_count += 1
+      this.clearTyping(message.chat_id, message.sender_id)
+    },
+    async markRead(chatId: number, seq: number) {
+      const chat = this.byId(chatId)
+      if (chat) chat.unread_count = 0
+      const { data } = await api.post<{ chat_id: number; last_read_seq: number; unread_count: number }>(`/api/chat/${chatId}/read`, { seq })
+      const now = this.byId(chatId)
+      if (now) now.unread_count = data.unread_count
+    },
+    setRead(userId: number) {
+      // Our own read position moved on another device.
+      if (userId === useAuthStore().user?.id) {
+        void api.get<{ chat_id: number; unread_count: number }[]>('/api/unread-counts').then(({ data }) => {
+          for (const row of data) {
+            const c = this.byId(row.chat_id)
+            if (c) c.unread_count = row.unread_count
+          }
+        })
+      }
+    },
+    setTyping(chatId: number, userId: number, on: boolean) {
+      if (userId === useAuthStore().user?.id) return
+      const now = { ...(this.typing[chatId] ?? {}) }
+      if (on) now[userId] = Date.now() + 7_000
+      else delete now[userId]
+      this.typing = { ...this.typing, [chatId]: now }
+    },
+    clearTyping(chatId: number, userId: number) {
+      if (this.typing[chatId]?.[userId]) this.setTyping(chatId, userId, false)
+    },
+    typingNames(chatId: number, now: number): string[] {
+      return Object.entries(this.typing[chatId] ?? {})
+        .filter(([, until]) => until > now)
+        .map(([id]) => this.userName(Number(id)))
+    },
+    reset() {
+      this.$reset()
+    },
+  },
+})

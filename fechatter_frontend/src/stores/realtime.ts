@@ -1,0 +1,110 @@
+import { defineStore } from 'pinia'
+import type { Message } from '../api/types'
+import { SseClient, type EventSourceFactory, type EventType } from '../realtime/sse'
+import { useAuthStore } from './auth'
+import { useChatsStore } from './chats'
+import { useMessagesStore, wakeRetries } from './messages'
+
+let client: SseClient | null = null
+/** Events are applied one after another, in stream order, even when applying one waits on the network. */
+let queue: Promise<void> = Promise.resolve()
+
+/** Whether the person is looking at this chat right now (so a new message there is read, not unread). */
+export function chatVisible(chatId: number): boolean {
+  const chats = useChatsStore()
+  const shown = typeof document === 'undefined' || document.visibilityState === 'visible'
+  return chats.activeChatId === chatId && shown
+}
+
+export const useRealtimeStore = defineStore('realtime', {
+  state: () => ({
+    status: 'closed' as 'connecting' | 'open' | 'closed',
+  }),
+  actions: {
+    start(create?: EventSourceFactory) {
+      this.stop()
+      const auth = useAuthStore()
+      client = new SseClient({
+        token: () => auth.accessToken,
+        create,
+        onStatus: (s) => {
+          const was = this.status
+          this.status = s
+          if (s === 'open' && was !== 'open') wakeRetries()
+        },
+        onEvent: (type, data) => {
+          queue = queue.then(() => this.dispatch(type, data)).catch(() => {})
+        },
+      })
+      client.start()
+    },
+    stop() {
+      client?.stop()
+      client = null
+      this.status = 'closed'
+    },
+    offline() {
+      client?.suspend()
+    },
+    /** The network came back: open a fresh stream at once rather than wait for the browser's retry. */
+    online() {
+      if (client && !client.connected) client.reconnect()
+      wakeRetries()
+    },
+    lastEventId(): string | null {
+      return client?.lastEventId ?? null
+    },
+    async dispatch(type: EventType, data: unknown) {
+      const chats = useChatsStore()
+      const messages = useMessagesStore()
+      switch (type) {
+        case 'new_message': {
+          const m = data as Message
+          chats.noteMessage(m, chatVisible(m.chat_id))
+          await messages.receive(m)
+          if (chatVisible(m.chat_id) && m.sender_id !== useAuthStore().user?.id) void chats.markRead(m.chat_id, m.seq).catch(() => {})
+          break
+        }
+        case 'message_updated':
+        case 'message_deleted': {
+          const m = data as Message
+          if (messages.logs[m.chat_id]) messages.insert(m.chat_id, [m])
+          const chat = chats.byId(m.chat_id)
+          if (chat?.last_message?.seq === m.seq) chat.last_message = m
+          break
+        }
+        case 'message_read': {
+          const d = data as { chat_id: number; user_id: number }
+          chats.setRead(d.user_id)
+          break
+        }
+        case 'chat_created':
+        case 'chat_member_added':
+        case 'chat_member_removed': {
+          const me = useAuthStore().user?.id
+          const d = data as { chat_id?: number; user_id?: number }
+          if (type === 'chat_member_removed' && d.user_id === me && d.chat_id !== undefined) {
+            chats.chats = chats.chats.filter((c) => c.id !== d.chat_id)
+          } else {
+            await chats.reloadChats()
+            if (type === 'chat_member_added') await chats.loadUsers()
+          }
+          break
+        }
+        case 'typing_started':
+        case 'typing_stopped': {
+          const d = data as { chat_id: number; user_id: number }
+          chats.setTyping(d.chat_id, d.user_id, type === 'typing_started')
+          break
+        }
+        case 'resync_required': {
+          await chats.load()
+          for (const id of Object.keys(messages.logs)) await messages.reload(Number(id))
+          break
+        }
+        default:
+          break
+      }
+    },
+  },
+})
