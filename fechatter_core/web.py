@@ -17,7 +17,7 @@ import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Reference, Schema
-from litestar.openapi.spec.enums import OpenAPIType
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
@@ -207,7 +207,13 @@ def strict_body(
         try:
             # Syntax first: the typed decode stops at the first wrong field, so a truncated body
             # would otherwise be reported as a field error, and bad UTF-8 would escape as a 500.
-            msgspec.json.decode(raw)
+            document = msgspec.json.decode(raw)
+            if b"\\u0000" in raw and _has_nul(document):
+                # PostgreSQL text cannot hold NUL, and no person types one: refuse it up front, for every
+                # field of every route, instead of failing in the database.
+                raise ApiError(
+                    400, "validation_error", "Text must not contain the NUL character", _nul_field(document)
+                )
             msgspec.json.decode(raw, type=field.annotation, strict=True)
         except UnicodeDecodeError:
             raise ApiError(400, "bad_request", "The request body is not valid UTF-8 JSON") from None
@@ -221,6 +227,25 @@ def strict_body(
             raise ApiError(400, "bad_request", "The request body is not valid JSON") from None
 
     return hook
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _nul_field(document: Any) -> str | None:
+    """The top-level field whose value holds a NUL character somewhere, if the body is an object."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if _has_nul(key) or _has_nul(value):
+                return str(key)
+    return None
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -295,6 +320,35 @@ def document_errors(app: Litestar) -> None:
             for status, description in _ERROR_STATUSES.items():
                 responses[status] = OpenAPIResponse(description=description, content=content)
             operation.responses = responses
+
+
+BINARY_RESPONSE = "binary_response"  # route ``opt`` key: the route answers a file's bytes, not JSON
+
+
+def document_binary_responses(app: Litestar) -> None:
+    """Describe the success of routes marked ``opt={BINARY_RESPONSE: True}`` as bytes of any media type
+    (a download carries the file's own type), with the 304 an ETag match gets."""
+    paths = app.openapi_schema.paths or {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not handler.opt.get(BINARY_RESPONSE):
+                continue
+            item = paths.get(route.path_format)
+            for method in handler.http_methods:
+                operation = getattr(item, method.lower(), None) if item is not None else None
+                if operation is None:
+                    continue
+                responses = operation.responses if operation.responses is not None else {}
+                ok = responses.get("200")
+                description = ok.description if isinstance(ok, OpenAPIResponse) else "The bytes"
+                binary = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+                responses["200"] = OpenAPIResponse(
+                    description=description, content={"*/*": OpenAPIMediaType(schema=binary)}
+                )
+                responses["304"] = OpenAPIResponse(
+                    description="Not modified (the If-None-Match ETag matched)"
+                )
+                operation.responses = responses
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -23,6 +23,7 @@ from fechatter_core.settings import FechatterSettings
 from fechatter_core.web import (
     EXCEPTION_HANDLERS,
     HealthChecks,
+    document_binary_responses,
     document_closed_bodies,
     document_errors,
     strict_body,
@@ -132,6 +133,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
     )
     document_closed_bodies(app)
     document_errors(app)
+    document_binary_responses(app)
     return app
 
 

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 
 from fechatter_core.api import Success, ok
 from fechatter_core.security import AccessClaims
+from fechatter_core.web import BINARY_RESPONSE
 from fechatter_server.context import AppContext
 from fechatter_server.deps import provide_viewer
 from fechatter_server.files import service
@@ -103,6 +104,7 @@ _DOWNLOAD_RULES = (
     description="Images are sent inline, anything else as an attachment. " + _DOWNLOAD_RULES,
     dependencies={"caller": Provide(provide_viewer, sync_to_thread=False)},
     response_description="The file's bytes with their content type",
+    opt={BINARY_RESPONSE: True},
 )
 async def download_file(
     ctx: AppContext,
@@ -120,6 +122,7 @@ async def download_file(
     description="404 when the file has no thumbnail (not an image Pillow could read). " + _DOWNLOAD_RULES,
     dependencies={"caller": Provide(provide_viewer, sync_to_thread=False)},
     response_description="The thumbnail as image/webp",
+    opt={BINARY_RESPONSE: True},
 )
 async def download_thumbnail(
     ctx: AppContext,

@@ -777,6 +777,25 @@ ROUTE_CASES = [
         "idempotency_key",
         body={"content": "x", "idempotency_key": "k" * 129},
     ),
+    # PostgreSQL text cannot hold NUL: refused as input, never a database error.
+    case(
+        "send-key-nul",
+        "POST",
+        P + "/messages",
+        400,
+        "validation_error",
+        "idempotency_key",
+        body={"content": "x", "idempotency_key": "k\x00"},
+    ),
+    case(
+        "send-content-nul",
+        "POST",
+        P + "/messages",
+        400,
+        "validation_error",
+        "content",
+        body={"content": "a\x00b"},
+    ),
     case(
         "send-header-key-too-long",
         "POST",
@@ -1014,7 +1033,7 @@ def _others(path: str) -> bool:
     """Routes of features other work adds (reactions, pins, receipts, files, typing, archive)."""
     return any(
         word in path
-        for word in ("reaction", "pins", "receipts", "typing", "archive", "mentions", "files", "presence")
+        for word in ("reaction", "/pin", "receipts", "typing", "archive", "mentions", "files", "presence")
     )
 
 
