@@ -76,7 +76,7 @@ bench: install ## Benchmark the chat API on a stack of its own (free ports, temp
 FRONTEND := fechatter_frontend
 
 $(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json
-	cd $(FRONTEND) && npm ci --no-audit --no-fund
+	cd $(FRONTEND) && npm install --no-audit --no-fund
 
 frontend-ensure:
 	@$(FRONTEND)/scripts/ensure-built.sh

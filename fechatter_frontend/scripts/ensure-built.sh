@@ -12,6 +12,6 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 echo "Building the web client (fechatter_frontend/dist)…"
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
-  npm ci --no-audit --no-fund
+  npm install --no-audit --no-fund
 fi
 npm run build
