@@ -211,9 +211,8 @@ def strict_body(
             if b"\\u0000" in raw and _has_nul(document):
                 # PostgreSQL text cannot hold NUL, and no person types one: refuse it up front, for every
                 # field of every route, instead of failing in the database.
-                raise ApiError(
-                    400, "validation_error", "Text must not contain the NUL character", _nul_field(document)
-                )
+                message = "Text must not contain the NUL character"
+                raise ApiError(400, "validation_error", message, field=_nul_field(document))
             msgspec.json.decode(raw, type=field.annotation, strict=True)
         except UnicodeDecodeError:
             raise ApiError(400, "bad_request", "The request body is not valid UTF-8 JSON") from None
