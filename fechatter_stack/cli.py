@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from fechatter_stack.supervisor import Stack, StackError, StackOptions, data_dir_from_env
+from fechatter_stack.supervisor import Stack, StackError, StackOptions, data_dir_from_env, parse_replicas
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -22,7 +22,12 @@ def _up(args: argparse.Namespace) -> int:
         env["FECHATTER_DATA_DIR"] = str(Path(args.data_dir).resolve())
     # FECHATTER_PG_DURABLE=0 turns off fsync: for throwaway test clusters only.
     durable = env.get("FECHATTER_PG_DURABLE", "1") != "0"
-    stack = Stack(StackOptions(data_dir=data_dir_from_env(env), env=env, durable=durable))
+    try:
+        replicas = parse_replicas(args.replicas or env.get("FECHATTER_REPLICAS", ""))
+    except StackError as exc:
+        print(f"fechatter: {exc}", file=sys.stderr)
+        return 2
+    stack = Stack(StackOptions(data_dir=data_dir_from_env(env), env=env, durable=durable, replicas=replicas))
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -176,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fechatter", description="Run Fechatter on this machine.")
     parser.add_argument("--data-dir", help="state directory (default ./data or $FECHATTER_DATA_DIR)")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("up", help="start everything and stay in the foreground (default)")
+    up = sub.add_parser("up", help="start everything and stay in the foreground (default)")
+    up.add_argument(
+        "--replicas",
+        help="instances of the chat API and notify on consecutive ports, e.g. chat=2,notify=2 "
+        "(default $FECHATTER_REPLICAS)",
+    )
     sub.add_parser("stop", help="stop a running stack")
     sub.add_parser("status", help="list processes, ports and memory")
     db = sub.add_parser("db", help="apply migrations, or reset the database")
@@ -185,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("-f", "--follow", action="store_true")
     args = parser.parse_args(argv)
     command = args.command or "up"
+    if command == "up" and not hasattr(args, "replicas"):
+        args.replicas = None
     return {"up": _up, "stop": _stop, "status": _status, "logs": _logs, "db": _db}[command](args)
 
 
