@@ -228,6 +228,14 @@ class Stack:
                 if base + index > 65535:
                     raise StackError(f"{var}={base}: no room for {index + 1} instances of {name}")
                 wanted[instance_name(name, index)] = (var, base + index)
+        owners: dict[int, str] = {}
+        for name, (var, port) in wanted.items():
+            if port in owners:
+                raise StackError(
+                    f"port {port} would serve both {owners[port]} and {name}: with replicas, give each "
+                    f"service room for its instances (for example {var}={port + 10})"
+                )
+            owners[port] = name
         self._check_ports(wanted)
         self.ports = {name: port for name, (_, port) in wanted.items()}
 

@@ -21,7 +21,7 @@ from gateway.frontend import frontend_handlers
 from gateway.headers import SecurityHeaders
 from gateway.health import health_all
 from gateway.limits import Limiter, classify
-from gateway.proxy import Proxy, send_error
+from gateway.proxy import Proxy, drain, send_error
 from gateway.routing import PathTemplates, RoutingTable
 
 SERVICE = "gateway"
@@ -118,6 +118,7 @@ class GatewayApp:
         decision = await self.limiter.check(scope, tier)
         if decision is not None:
             if not decision.allowed:
+                await drain(receive, tier.body_limit)
                 await send_error(
                     send,
                     429,

@@ -61,6 +61,21 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+# A body refused early is still read (and dropped) up to this much past the limit: a connection closed on
+# unread bytes is reset, and the client would see the reset instead of the 413/429.
+DRAIN_EXTRA = 1024 * 1024
+
+
+async def drain(receive: Receive, budget: int) -> None:
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
 class UpstreamFailed(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -95,6 +110,7 @@ class Proxy:
         anything, or counted as a chunked body arrives); None when the client went away."""
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
+            await drain(receive, limit + DRAIN_EXTRA)
             raise OverflowError
         chunks: list[bytes] = []
         size = 0
@@ -105,6 +121,8 @@ class Proxy:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
+                if message.get("more_body"):
+                    await drain(receive, limit + DRAIN_EXTRA - size)
                 raise OverflowError
             chunks.append(chunk)
             if not message.get("more_body"):
