@@ -42,11 +42,14 @@ HIGH_LIMITS = """rate_limits:
 class Result:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def add(self, other: Result) -> None:
         self.latencies += other.latencies
         self.errors += other.errors
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
         self.seconds += other.seconds
 
     @property
@@ -69,16 +72,25 @@ async def _worker(url: str, token: str, stop_at: float, result: Result) -> None:
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
+            length, chunked = 0, False
             for line in head.split(b"\r\n"):
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
-            await reader.readexactly(length)
+                elif line.lower() == b"transfer-encoding: chunked":
+                    chunked = True
+            if chunked:
+                while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+                    await reader.readexactly(size + 2)
+                await reader.readuntil(b"\r\n")
+            else:
+                await reader.readexactly(length)
             elapsed = time.perf_counter() - started
             if head.startswith(b"HTTP/1.1 200"):
                 result.latencies.append(elapsed)
             else:
                 result.errors += 1
+                status = head[9:12].decode()
+                result.statuses[status] = result.statuses.get(status, 0) + 1
     finally:
         writer.close()
 
@@ -112,7 +124,10 @@ def report(totals: dict[str, Result], concurrency: int) -> str:
         f"{'':10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}",
     ]
     for name, r in totals.items():
-        lines.append(f"{name:10}{r.rps:>10.0f}{r.pct(0.5):>9.2f}{r.pct(0.99):>9.2f}{r.errors:>8}")
+        lines.append(
+            f"{name:10}{r.rps:>10.0f}{r.pct(0.5):>9.2f}{r.pct(0.99):>9.2f}{r.errors:>8}"
+            + (f"  {r.statuses}" if r.statuses else "")
+        )
     added_p50 = gateway.pct(0.5) - direct.pct(0.5)
     added_p99 = gateway.pct(0.99) - direct.pct(0.99)
     lines.append(

@@ -134,7 +134,11 @@ class GatewayApp:
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), *extra]
+            headers = list(message.get("headers", []))
+            # A service's own limit (the chat API's sign-in limits) is the one that answered: keep its.
+            if not any(k.lower() == b"x-ratelimit-limit" for k, _ in headers):
+                headers += extra
+            message["headers"] = headers
         await send(message)
 
     return send_with_headers

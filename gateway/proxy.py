@@ -38,7 +38,9 @@ REQUEST_DROP = HOP_BY_HOP | {
     b"x-request-id",
 }
 # The gateway's own request-id layer sets these on the way out.
-RESPONSE_DROP = HOP_BY_HOP | {b"x-request-id", b"server", b"date"}
+# Content-Length is kept: the body is relayed byte for byte (never decoded), and a sized response spares
+# the client chunked decoding.
+RESPONSE_DROP = (HOP_BY_HOP - {b"content-length"}) | {b"x-request-id", b"server", b"date"}
 
 _json = msgspec.json.Encoder().encode
 
