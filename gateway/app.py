@@ -87,6 +87,16 @@ class GatewayApp:
         async def all_health() -> Response[Any]:
             assert self.proxy is not None
             status, body = await health_all(self.table, self.proxy.client)
+            _, own = await health.report()
+            if own["status"] != "ok":
+                # The gateway's own state (Redis for rate limits) counts too.
+                body["services"]["gateway"] = {
+                    "status": own["status"],
+                    "latency_ms": 0.0,
+                    "checks": own["checks"],
+                }
+                if body["status"] == "ok":
+                    body["status"] = own["status"]
             return Response(body, status_code=status, media_type=MediaType.JSON)
 
         return Litestar(

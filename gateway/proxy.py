@@ -186,7 +186,7 @@ class Proxy:
                     response = await asyncio.wait_for(sending, self.first_byte_timeout)
                 else:
                     response = await sending
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 log.warning(
                     "%s at %s unreachable (%s); trying the next", upstream.name, server, type(exc).__name__
                 )

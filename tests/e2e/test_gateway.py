@@ -264,6 +264,9 @@ async def test_limits_pass_requests_while_redis_is_down(gw: RunningStack) -> Non
             assert health.status_code == 200
             assert health.json()["status"] == "degraded"
             assert health.json()["checks"]["redis"]["status"] == "down"
+            everything = (await http.get("/api/health/all")).json()
+            assert everything["services"]["gateway"]["status"] == "degraded"
+            assert everything["status"] in ("degraded", "down")
         finally:
             os.killpg(redis_pid, signal.SIGCONT)
         # Counting resumes a few seconds after Redis is back.
