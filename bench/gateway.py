@@ -43,6 +43,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
+    gateway_cpu: float = 0.0
     seconds: float = 0.0
 
     def add(self, other: Result) -> None:
@@ -51,6 +52,7 @@ class Result:
         for status, count in other.statuses.items():
             self.statuses[status] = self.statuses.get(status, 0) + count
         self.seconds += other.seconds
+        self.gateway_cpu += other.gateway_cpu
 
     @property
     def rps(self) -> float:
@@ -104,8 +106,21 @@ async def _round(url: str, token: str, concurrency: int, seconds: float) -> Resu
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (Granian's workers): unlike latency on a busy machine,
+    CPU per request does not depend on what else runs."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 async def measure(
-    gateway: str, direct: str, token: str, concurrency: int, seconds: float, rounds: int
+    gateway: str, direct: str, token: str, concurrency: int, seconds: float, rounds: int, gateway_pid: int
 ) -> dict[str, Result]:
     path = "/api/users/me"
     totals = {"direct": Result(), "gateway": Result()}
@@ -113,7 +128,10 @@ async def measure(
     await _round(gateway + path, token, concurrency, 0.5)
     for _ in range(rounds):
         totals["direct"].add(await _round(direct + path, token, concurrency, seconds))
-        totals["gateway"].add(await _round(gateway + path, token, concurrency, seconds))
+        before = cpu_seconds(gateway_pid)
+        result = await _round(gateway + path, token, concurrency, seconds)
+        result.gateway_cpu = cpu_seconds(gateway_pid) - before
+        totals["gateway"].add(result)
     return totals
 
 
@@ -134,6 +152,9 @@ def report(totals: dict[str, Result], concurrency: int) -> str:
         f"gateway/direct throughput {gateway.rps / direct.rps:.0%}; "
         f"added p50 {added_p50:.2f} ms, added p99 {added_p99:.2f} ms"
     )
+    served = len(gateway.latencies) + gateway.errors
+    if served:
+        lines.append(f"gateway CPU per proxied request: {gateway.gateway_cpu / served * 1e6:.0f} µs")
     return "\n".join(lines)
 
 
@@ -169,8 +190,9 @@ def main() -> int:
         try:
             direct = f"http://127.0.0.1:{stack.port('FECHATTER_PORT')}"
             token = asyncio.run(_token(stack.url))
+            gateway_pid = stack.state()["children"]["gateway"]["pid"]
             totals = asyncio.run(
-                measure(stack.url, direct, token, args.concurrency, args.seconds, args.rounds)
+                measure(stack.url, direct, token, args.concurrency, args.seconds, args.rounds, gateway_pid)
             )
         finally:
             stack.stop()
@@ -184,6 +206,9 @@ def main() -> int:
                         "p50_ms": round(r.pct(0.5), 3),
                         "p99_ms": round(r.pct(0.99), 3),
                         "errors": r.errors,
+                        "gateway_cpu_us_per_request": round(
+                            r.gateway_cpu / max(1, len(r.latencies) + r.errors) * 1e6
+                        ),
                     }
                     for name, r in totals.items()
                 }

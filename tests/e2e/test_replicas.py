@@ -151,9 +151,10 @@ async def test_sends_sse_and_resume_across_instances(replicas: RunningStack) -> 
                 while len(got) < 16:
                     _, data = await reader.next("new_message", timeout=10)
                     got.append(data["seq"])
-                # Every message exactly once (concurrent senders may publish in either order).
+                # Every message exactly once. Not necessarily in seq order: each instance publishes
+                # its events right after commit, so two instances' events can pass each other even
+                # for sends made one after another; clients order by seq.
                 assert sorted(got) == list(range(1, 17))
-                assert got[:6] == list(range(1, 7))
 
         after = [await sends_counted(replicas, n) for n in ("fechatter_server", "fechatter_server-2")]
         # Round-robin: each chat instance took a share of the sends.
@@ -183,7 +184,7 @@ async def test_sends_sse_and_resume_across_instances(replicas: RunningStack) -> 
             missed.append(response.json()["data"]["seq"])
         async with sse_at(notify_b, member, last_event_id=seen_id) as resumed:
             got = [(await resumed.next("new_message", timeout=10))[1]["seq"] for _ in range(3)]
-        assert got == missed
+        assert sorted(got) == sorted(missed)
 
 
 async def test_killing_one_chat_instance_keeps_reads_working(replicas: RunningStack) -> None:
