@@ -179,6 +179,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one round")
     parser.add_argument("--rounds", type=int, default=2, help="alternating direct/gateway rounds")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON too")
+    parser.add_argument("--no-limits", action="store_true", help="run the gateway with rate limits off")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fechatter-bench-") as tmp:
         base = Path(tmp)
