@@ -21,7 +21,7 @@ from gateway.frontend import frontend_handlers
 from gateway.headers import SecurityHeaders
 from gateway.health import health_all
 from gateway.limits import Limiter, classify
-from gateway.proxy import Proxy, drain, send_error
+from gateway.proxy import NoCookies, Proxy, drain, send_error
 from gateway.routing import PathTemplates, RoutingTable
 
 SERVICE = "gateway"
@@ -74,6 +74,7 @@ class GatewayApp:
                 ),
                 limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
                 follow_redirects=False,
+                cookies=NoCookies(),
             )
             self.proxy = Proxy(self.table, client, first_byte_timeout=timeout)
             try:

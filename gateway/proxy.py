@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from http.cookiejar import Cookie, CookieJar
+from typing import Any
 
 import httpx
 import msgspec
@@ -76,6 +78,20 @@ async def drain(receive: Receive, budget: int) -> None:
         budget -= len(message.get("body", b""))
         if not message.get("more_body"):
             return
+
+
+class NoCookies(CookieJar):
+    """The proxy's HTTP client must not keep cookies: a Set-Cookie from one client's response (the
+    refresh token) would otherwise be sent upstream with the next client's requests."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
 
 
 class UpstreamFailed(Exception):

@@ -509,3 +509,15 @@ async def test_the_gateway_serves_https_with_a_configured_certificate(tmp_path: 
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+async def test_the_gateway_never_carries_one_clients_cookies_to_another(gw: RunningStack) -> None:
+    async with client_from(gw) as http:
+        user = await new_user(http)
+        assert "refresh_token" in http.cookies  # the chat API set its cookie on this client
+        assert user.refresh_token
+    async with client_from(gw) as stranger:
+        assert not stranger.cookies
+        response = await stranger.post("/api/refresh")
+        assert response.status_code == 401, response.text
+        assert "refresh_token" not in response.cookies
