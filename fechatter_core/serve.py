@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import socket
 import sys
+from pathlib import Path
 
 from granian import Granian
 from granian.constants import Interfaces
@@ -40,6 +41,14 @@ def run_service(service: str, config_name: str, settings_type: type, app_factory
             file=sys.stderr,
         )
         raise SystemExit(2)
+    tls: dict[str, Path] = {}
+    tls_settings = getattr(settings, "tls", None)
+    if tls_settings is not None and tls_settings.cert and tls_settings.key:
+        tls = {"ssl_cert": Path(tls_settings.cert), "ssl_key": Path(tls_settings.key)}
+        for name, path in tls.items():
+            if not path.is_file():
+                print(f"{service}: {name} file {path} does not exist", file=sys.stderr)
+                raise SystemExit(2)
     Granian(
         app_factory,
         factory=True,
@@ -51,4 +60,5 @@ def run_service(service: str, config_name: str, settings_type: type, app_factory
         log_access=False,
         # SSE streams are long-lived; without this a restart would wait on them forever.
         workers_kill_timeout=5,
+        **tls,
     ).serve()

@@ -207,10 +207,60 @@ class RouteSettings(_Section, kw_only=True):
     path: str
     upstream: str
     exact: bool = False
+    # Long-lived streams (SSE): no read timeout once the response has started.
+    stream: bool = False
 
 
 class CorsSettings(_Section, kw_only=True):
     allow_origins: list[str] = msgspec.field(default_factory=list)
+
+
+class RateRule(_Section, kw_only=True):
+    limit: int
+    window_seconds: int
+
+
+class RateLimitSettings(_Section, kw_only=True):
+    enabled: bool = True
+    # Every proxied request, per client address.
+    per_ip: RateRule = msgspec.field(default_factory=lambda: RateRule(limit=1200, window_seconds=60))
+    # Sign-in, sign-up and refresh, per client address (the chat API also limits sign-in per account).
+    auth: RateRule = msgspec.field(default_factory=lambda: RateRule(limit=20, window_seconds=60))
+    # Message sends, per user and chat.
+    send: RateRule = msgspec.field(default_factory=lambda: RateRule(limit=30, window_seconds=10))
+    # File uploads, per user.
+    upload: RateRule = msgspec.field(default_factory=lambda: RateRule(limit=30, window_seconds=60))
+    # Everything else, per user (per address without a valid token).
+    read: RateRule = msgspec.field(default_factory=lambda: RateRule(limit=600, window_seconds=60))
+
+
+class BodyLimitSettings(_Section, kw_only=True):
+    # Refused with 413 before anything is sent upstream (Content-Length or counted while streaming).
+    default_bytes: int = 1024 * 1024
+    # POST /api/files: the chat API's upload limit plus room for the multipart framing.
+    upload_bytes: int = 10 * 1024 * 1024 + 64 * 1024
+
+
+class TlsSettings(_Section, kw_only=True):
+    cert: str = ""
+    key: str = ""
+
+
+class SecurityHeaderSettings(_Section, kw_only=True):
+    content_security_policy: str = (
+        "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+        "style-src 'self' 'unsafe-inline'; script-src 'self'; font-src 'self' data:; "
+        "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+    )
+    # The API reference page at /api/docs loads its renderer from a CDN.
+    docs_content_security_policy: str = (
+        "default-src 'self'; img-src 'self' data: blob: https:; connect-src 'self'; "
+        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+        "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; font-src 'self' data: https:; "
+        "frame-ancestors 'none'"
+    )
+    referrer_policy: str = "strict-origin-when-cross-origin"
+    hsts_max_age_seconds: int = 31536000
 
 
 class GatewaySettings(_Section, kw_only=True):
@@ -221,6 +271,12 @@ class GatewaySettings(_Section, kw_only=True):
     cors: CorsSettings = msgspec.field(default_factory=CorsSettings)
     frontend_dir: str = "fechatter_frontend/dist"
     upstream_timeout_seconds: float = 30.0
-    # Largest request body proxied; must stay above the chat API's upload limit (limits.upload_max_bytes).
-    max_body_bytes: int = 64 * 1024 * 1024
+    upstream_connect_timeout_seconds: float = 2.0
+    # A replica that refused a connection is skipped for this long.
+    upstream_down_seconds: float = 5.0
+    redis: RedisSettings | None = None
+    rate_limits: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    body_limits: BodyLimitSettings = msgspec.field(default_factory=BodyLimitSettings)
+    security_headers: SecurityHeaderSettings = msgspec.field(default_factory=SecurityHeaderSettings)
+    tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)

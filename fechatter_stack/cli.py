@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fechatter_stack.supervisor import Stack, StackError, StackOptions, data_dir_from_env
+from fechatter_stack.supervisor import Stack, StackError, StackOptions, data_dir_from_env, parse_replicas
 
 if TYPE_CHECKING:
     from fechatter_stack.dev import Tmux
@@ -28,8 +28,19 @@ def _up(args: argparse.Namespace) -> int:
     # FECHATTER_PG_DURABLE=0 turns off fsync: for throwaway test clusters only.
     durable = env.get("FECHATTER_PG_DURABLE", "1") != "0"
     infra_only = bool(getattr(args, "infra_only", False))
+    try:
+        replicas = parse_replicas(getattr(args, "replicas", None) or env.get("FECHATTER_REPLICAS", ""))
+    except StackError as exc:
+        print(f"fechatter: {exc}", file=sys.stderr)
+        return 2
     stack = Stack(
-        StackOptions(data_dir=data_dir_from_env(env), env=env, durable=durable, infra_only=infra_only)
+        StackOptions(
+            data_dir=data_dir_from_env(env),
+            env=env,
+            durable=durable,
+            infra_only=infra_only,
+            replicas=replicas,
+        )
     )
 
     async def main() -> int:
@@ -239,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         "--infra-only",
         action="store_true",
         help="start PostgreSQL, NATS and Redis and migrate; print the environment for the services",
+    )
+    up.add_argument(
+        "--replicas",
+        help="instances of the chat API and notify on consecutive ports, e.g. chat=2,notify=2 "
+        "(default $FECHATTER_REPLICAS)",
     )
     sub.add_parser("stop", help="stop a running stack")
     sub.add_parser("status", help="list processes, ports and memory")

@@ -49,6 +49,8 @@ UPSTREAM_VARS = {
 }
 
 DEV_ENV_FILE = "dev.env"
+# Services that may run as several instances behind the gateway (`--replicas chat=2,notify=2`).
+REPLICABLE = {"chat": "fechatter_server", "notify": "notify_server"}
 
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0  # a child that ran this long gets its backoff reset
@@ -56,6 +58,31 @@ STABLE_AFTER = 60.0  # a child that ran this long gets its backoff reset
 
 class StackError(Exception):
     pass
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """``chat=2,notify=2`` (service names work too) -> ``{"fechatter_server": 2, "notify_server": 2}``."""
+    replicas: dict[str, int] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, _, count = item.partition("=")
+        name = REPLICABLE.get(name.strip(), name.strip())
+        if name not in REPLICABLE.values():
+            choices = ", ".join(sorted(REPLICABLE))
+            raise StackError(f"replicas: {name!r} cannot be replicated (choose from {choices})")
+        try:
+            number = int(count)
+        except ValueError:
+            raise StackError(f"replicas: {item.strip()!r} needs a count, e.g. chat=2") from None
+        if not 1 <= number <= 16:
+            raise StackError(f"replicas: {item.strip()!r}: the count must be between 1 and 16")
+        replicas[name] = number
+    return replicas
+
+
+def instance_name(service: str, index: int) -> str:
+    return service if index == 0 else f"{service}-{index + 1}"
 
 
 def data_dir_from_env(env: dict[str, str]) -> Path:
@@ -161,6 +188,8 @@ class StackOptions:
     # Start PostgreSQL, NATS and Redis and migrate, but leave the services to someone else (`make dev`):
     # their ports and environment are still worked out and written to ``dev.env`` in the data dir.
     infra_only: bool = False
+    # Instances per service (consecutive ports from the service's port); one when absent.
+    replicas: dict[str, int] = field(default_factory=dict)
 
 
 class Stack:
@@ -211,7 +240,19 @@ class Stack:
                 wanted[name] = (var, self._port(var, default))
         for name in self.options.services:
             _, var, default = SERVICES[name]
-            wanted[name] = (var, self._port(var, default))
+            base = self._port(var, default)
+            for index in range(self.options.replicas.get(name, 1)):
+                if base + index > 65535:
+                    raise StackError(f"{var}={base}: no room for {index + 1} instances of {name}")
+                wanted[instance_name(name, index)] = (var, base + index)
+        owners: dict[int, str] = {}
+        for name, (var, port) in wanted.items():
+            if port in owners:
+                raise StackError(
+                    f"port {port} would serve both {owners[port]} and {name}: with replicas, give each "
+                    f"service room for its instances (for example {var}={port + 10})"
+                )
+            owners[port] = name
         self._check_ports(wanted)
         self.ports = {name: port for name, (_, port) in wanted.items()}
 
@@ -231,7 +272,11 @@ class Stack:
             _, var, _ = SERVICES[name]
             env[var] = str(self.ports[name])
             if name in UPSTREAM_VARS:
-                env.setdefault(UPSTREAM_VARS[name], f"http://127.0.0.1:{self.ports[name]}")
+                servers = [
+                    f"http://127.0.0.1:{self.ports[instance_name(name, i)]}"
+                    for i in range(self.options.replicas.get(name, 1))
+                ]
+                env.setdefault(UPSTREAM_VARS[name], ",".join(servers))
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.service_env = env
 
@@ -244,21 +289,22 @@ class Stack:
             self._write_dev_env()
             return f"http://localhost:{self.ports.get('gateway', 8080)}"
         for name in self.options.services:
-            module = SERVICES[name][0]
-            launch = infra.Launch(
-                name,
-                [sys.executable, "-m", module],
-                self.ports[name],
-                SERVICES[name][1],
-                self.log_dir / f"{name}.log",
-            )
-            child = Child(launch, env, REPO_ROOT)
-            child.start()
-            self.services.append(child)
+            module, var, _ = SERVICES[name]
+            for index in range(self.options.replicas.get(name, 1)):
+                instance = instance_name(name, index)
+                launch = infra.Launch(
+                    instance,
+                    [sys.executable, "-m", module],
+                    self.ports[instance],
+                    var,
+                    self.log_dir / f"{instance}.log",
+                )
+                child = Child(launch, {**env, var: str(self.ports[instance])}, REPO_ROOT)
+                child.start()
+                self.services.append(child)
         self._write_state()
         await self._wait_healthy()
-        host = "localhost"
-        return f"http://{host}:{self.ports.get('gateway', 8080)}"
+        return self.url
 
     async def _start_infra(self, keys: dict[str, str], external: dict[str, bool]) -> None:
         waits = []
@@ -335,7 +381,8 @@ class Stack:
     async def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.options.health_timeout
         pending = {child.name: child for child in self.services}
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        # The gateway's certificate may be self-signed: only whether it answers matters here.
+        async with httpx.AsyncClient(timeout=2.0, verify=False) as client:  # noqa: S501
             while pending:
                 for name, child in list(pending.items()):
                     if not child.running():
@@ -344,7 +391,9 @@ class Stack:
                             f"{name} exited during start-up with code {code} (see {child.launch.log_path})"
                         )
                     try:
-                        response = await client.get(f"http://127.0.0.1:{child.launch.port}/health")
+                        scheme = "https" if child.name == "gateway" and self.tls else "http"
+                        url = f"{scheme}://127.0.0.1:{child.launch.port}/health"
+                        response = await client.get(url)
                         if response.status_code == 200:
                             del pending[name]
                     except httpx.HTTPError:
@@ -429,6 +478,14 @@ class Stack:
     # -- state file for `fechatter status` / `fechatter stop` ----------------------------------------
 
     @property
+    def tls(self) -> bool:
+        return bool(self.env.get("GATEWAY_TLS_CERT") and self.env.get("GATEWAY_TLS_KEY"))
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://localhost:{self.ports.get('gateway', 8080)}"
+
+    @property
     def state_path(self) -> Path:
         return self.data_dir / "stack.json"
 
@@ -436,7 +493,7 @@ class Stack:
         state = {
             "supervisor_pid": os.getpid(),
             "started_at": time.time(),
-            "url": f"http://localhost:{self.ports.get('gateway', 8080)}",
+            "url": self.url,
             "children": {
                 child.name: {
                     "pid": child.proc.pid if child.proc else None,

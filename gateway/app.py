@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Response, get
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from fechatter_core.config import load_config
 from fechatter_core.logs import configure_logging
@@ -18,46 +18,86 @@ from fechatter_core.settings import GatewaySettings
 from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
 from gateway.cors import Cors
 from gateway.frontend import frontend_handlers
+from gateway.headers import SecurityHeaders
 from gateway.health import health_all
-from gateway.proxy import Proxy
-from gateway.routing import RoutingTable
+from gateway.limits import Limiter, classify
+from gateway.proxy import NoCookies, Proxy, drain, send_error
+from gateway.routing import PathTemplates, RoutingTable
 
 SERVICE = "gateway"
-OWN_PATHS = {"/health", "/metrics", "/api/health/all", "/gateway/health"}
+OWN_PATHS = {"/health", "/api/health", "/metrics", "/api/health/all", "/gateway/health"}
+
+
+def _redis(settings: GatewaySettings) -> aioredis.Redis | None:
+    if settings.redis is None or not settings.rate_limits.enabled:
+        return None
+    return aioredis.Redis.from_url(
+        settings.redis.url,
+        password=settings.redis.password or None,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        max_connections=200,
+    )
 
 
 class GatewayApp:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.table = RoutingTable(settings)
+        self.templates = PathTemplates()
         self.proxy: Proxy | None = None
         self.cors = Cors(settings.cors.allow_origins)
+        self.security_headers = SecurityHeaders(
+            settings.security_headers, tls=bool(settings.tls.cert and settings.tls.key)
+        )
+        self.redis = _redis(settings)
+        self.limiter = Limiter(settings, self.redis)
         self.litestar = self._build_litestar()
 
     def _build_litestar(self) -> Litestar:
         health = HealthChecks(SERVICE)
+        redis = self.redis
+        if redis is not None:
+
+            async def check_redis() -> None:
+                await redis.ping()
+
+            # Not critical: without Redis requests pass unlimited, which is degraded, not down.
+            health.add("redis", check_redis, critical=False)
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Litestar) -> AsyncIterator[None]:
+            timeout = self.settings.upstream_timeout_seconds
             client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.settings.upstream_timeout_seconds, connect=2.0),
+                timeout=httpx.Timeout(
+                    timeout, connect=self.settings.upstream_connect_timeout_seconds, pool=timeout
+                ),
                 limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
                 follow_redirects=False,
-                # A proxy must never keep cookies: httpx would store one user's Set-Cookie (the refresh
-                # token) and send it upstream with every later request, anyone's.
-                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+                cookies=NoCookies(),
             )
-            # Uploads have their own, smaller limit in the chat API, checked as the body streams in there.
-            self.proxy = Proxy(self.table, client, self.settings.max_body_bytes)
+            self.proxy = Proxy(self.table, client, first_byte_timeout=timeout)
             try:
                 yield
             finally:
                 await client.aclose()
+                if redis is not None:
+                    await redis.aclose()
 
         @get("/api/health/all", include_in_schema=False)
         async def all_health() -> Response[Any]:
             assert self.proxy is not None
             status, body = await health_all(self.table, self.proxy.client)
+            _, own = await health.report()
+            if own["status"] != "ok":
+                # The gateway's own state (Redis for rate limits) counts too.
+                body["services"]["gateway"] = {
+                    "status": own["status"],
+                    "latency_ms": 0.0,
+                    "checks": own["checks"],
+                }
+                if body["status"] == "ok":
+                    body["status"] = own["status"]
             return Response(body, status_code=status, media_type=MediaType.JSON)
 
         return Litestar(
@@ -75,15 +115,44 @@ class GatewayApp:
         if scope["type"] != "http":
             await self.litestar(scope, receive, send)
             return
-        send = self.cors.wrap_send(scope, send)
+        send = self.security_headers.wrap_send(scope, send)
         if await self.cors.preflight(scope, send):
             return
-        if scope["path"] not in OWN_PATHS and self.proxy is not None:
-            scope["path_template"] = "proxy"
-            if await self.proxy.handle(scope, receive, send):
+        send = self.cors.wrap_send(scope, send)
+        path = scope["path"]
+        route = self.table.resolve(path) if path not in OWN_PATHS else None
+        if route is None or self.proxy is None:
+            await self.litestar(scope, receive, send)
+            return
+        scope["path_template"] = self.templates.template(path)
+        tier = classify(self.settings, scope["method"], path)
+        decision = await self.limiter.check(scope, tier)
+        if decision is not None:
+            if not decision.allowed:
+                await drain(receive, tier.body_limit)
+                await send_error(
+                    send,
+                    429,
+                    "rate_limited",
+                    f"Too many requests; retry in {decision.retry_after} s",
+                    decision.headers,
+                )
                 return
-            scope.pop("path_template", None)
-        await self.litestar(scope, receive, send)
+            send = _with_headers(send, decision.headers)
+        await self.proxy.handle(scope, receive, send, route, tier.body_limit)
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            # A service's own limit (the chat API's sign-in limits) is the one that answered: keep its.
+            if not any(k.lower() == b"x-ratelimit-limit" for k, _ in headers):
+                headers += extra
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_headers
 
 
 def create_app() -> ASGIApp:

@@ -46,8 +46,12 @@ class Cors:
 
     def wrap_send(self, scope: Scope, send: Send) -> Send:
         origin = _origin(scope)
-        if not self._allowed(origin):
+        if origin is None:
             return send
+        if not self._allowed(origin):
+            # No CORS headers: the browser refuses the response to that page. Caches still learn that
+            # the answer depends on the origin.
+            return _add_vary(send)
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -62,3 +66,12 @@ class Cors:
             await send(message)
 
         return send_with_cors
+
+
+def _add_vary(send: Send) -> Send:
+    async def send_with_vary(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"vary", b"origin")]
+        await send(message)
+
+    return send_with_vary

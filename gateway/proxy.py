@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from http.cookiejar import Cookie, CookieJar
+from typing import Any
 
 import httpx
 import msgspec
 from litestar.types import Receive, Scope, Send
 
 from fechatter_core.errors import error_body
-from gateway.routing import RoutingTable
+from gateway.routing import Route, RoutingTable
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,9 @@ REQUEST_DROP = HOP_BY_HOP | {
     b"x-request-id",
 }
 # The gateway's own request-id layer sets these on the way out.
-RESPONSE_DROP = HOP_BY_HOP | {b"x-request-id", b"server", b"date"}
+# Content-Length is kept: the body is relayed byte for byte (never decoded), and a sized response spares
+# the client chunked decoding.
+RESPONSE_DROP = (HOP_BY_HOP - {b"content-length"}) | {b"x-request-id", b"server", b"date"}
 
 _json = msgspec.json.Encoder().encode
 
@@ -61,13 +65,71 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+# A body refused early is still read (and dropped) up to this much past the limit: a connection closed on
+# unread bytes is reset, and the client would see the reset instead of the 413/429.
+DRAIN_EXTRA = 1024 * 1024
+
+
+async def drain(receive: Receive, budget: int) -> None:
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
+class NoCookies(CookieJar):
+    """The proxy's HTTP client must not keep cookies: a Set-Cookie from one client's response (the
+    refresh token) would otherwise be sent upstream with the next client's requests."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
+
+
+class UpstreamFailed(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# Sent again to the next replica after the request reached a server that failed before answering:
+# only requests that are safe to repeat. (A refused connection means nothing was sent; that request
+# goes to the next replica whatever its method.)
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def _retryable(method: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    # The chat API answers a repeated Idempotency-Key with the original result instead of acting twice.
+    return method in SAFE_METHODS or any(k == b"idempotency-key" for k, _ in headers)
+
+
 class Proxy:
-    def __init__(self, table: RoutingTable, client: httpx.AsyncClient, max_body: int) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        client: httpx.AsyncClient,
+        *,
+        first_byte_timeout: float,
+    ) -> None:
         self.table = table
         self.client = client
-        self.max_body = max_body
+        self.first_byte_timeout = first_byte_timeout
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes | None:
+        """The whole request body; ``OverflowError`` past ``limit`` (by Content-Length before reading
+        anything, or counted as a chunked body arrives); None when the client went away."""
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await drain(receive, limit + DRAIN_EXTRA)
+            raise OverflowError
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -76,26 +138,31 @@ class Proxy:
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > limit:
+                if message.get("more_body"):
+                    await drain(receive, limit + DRAIN_EXTRA - size)
                 raise OverflowError
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Proxy the request if a route matches; False lets the caller serve it (frontend, 404)."""
-        upstream = self.table.resolve(scope["path"])
-        if upstream is None:
-            return False
+    async def handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route,
+        body_limit: int,
+    ) -> None:
         try:
-            body = await self._read_body(receive)
+            body = await self.read_body(scope, receive, body_limit)
         except OverflowError:
             await send_error(
-                send, 413, "payload_too_large", f"The request body is larger than {self.max_body} bytes"
+                send, 413, "payload_too_large", f"The request body is larger than {body_limit} bytes"
             )
-            return True
+            return
         if body is None:
-            return True
+            return
         headers = [(k, v) for k, v in scope["headers"] if k not in REQUEST_DROP]
         client = scope.get("client")
         forwarded_for = client[0] if client else ""
@@ -107,21 +174,57 @@ class Proxy:
         host = dict(scope["headers"]).get(b"host")
         if host:
             headers.append((b"x-forwarded-host", host))
-        url = upstream.pick() + scope["raw_path"].decode("latin-1")
+        target = scope["raw_path"].decode("latin-1")
         if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        request = self.client.build_request(scope["method"], url, headers=headers, content=body)
+            target += "?" + scope["query_string"].decode("latin-1")
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
-            await send_error(send, 504, "gateway_timeout", f"{upstream.name} did not answer in time")
-            return True
-        except httpx.HTTPError as exc:
-            log.warning("upstream %s unreachable: %s", upstream.name, type(exc).__name__)
-            await send_error(send, 503, "unavailable", f"{upstream.name} is unavailable")
-            return True
+            response = await self._send(scope["method"], target, headers, body, route)
+        except UpstreamFailed as exc:
+            await send_error(send, exc.status, exc.code, exc.message)
+            return
         await self._relay(response, receive, send)
-        return True
+
+    async def _send(
+        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes, route: Route
+    ) -> httpx.Response:
+        upstream = route.upstream
+        # Stream routes (SSE) wait for the first byte, then never time out between chunks.
+        timeout = self.client.timeout if not route.stream else self._stream_timeout()
+        retryable = _retryable(method, headers)
+        failure = UpstreamFailed(503, "unavailable", f"{upstream.name} is unavailable")
+        for server in upstream.candidates():
+            request = self.client.build_request(
+                method, server + target, headers=headers, content=body, timeout=timeout
+            )
+            try:
+                sending = self.client.send(request, stream=True)
+                if route.stream:
+                    response = await asyncio.wait_for(sending, self.first_byte_timeout)
+                else:
+                    response = await sending
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                log.warning(
+                    "%s at %s unreachable (%s); trying the next", upstream.name, server, type(exc).__name__
+                )
+                upstream.mark_down(server)
+                continue
+            except (httpx.TimeoutException, TimeoutError):
+                raise UpstreamFailed(
+                    504, "gateway_timeout", f"{upstream.name} did not answer in time"
+                ) from None
+            except httpx.HTTPError as exc:
+                log.warning("%s at %s failed before answering: %s", upstream.name, server, type(exc).__name__)
+                failure = UpstreamFailed(502, "bad_gateway", f"{upstream.name} failed to answer")
+                if not retryable:
+                    raise failure from None
+                continue
+            upstream.mark_up(server)
+            return response
+        raise failure
+
+    def _stream_timeout(self) -> httpx.Timeout:
+        base = self.client.timeout
+        return httpx.Timeout(connect=base.connect, read=None, write=base.write, pool=base.pool)
 
     async def _relay(self, response: httpx.Response, receive: Receive, send: Send) -> None:
         out_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]

@@ -48,7 +48,8 @@ class RunningStack:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.env['GATEWAY_PORT']}"
+        scheme = "https" if self.env.get("GATEWAY_TLS_CERT") else "http"
+        return f"{scheme}://127.0.0.1:{self.env['GATEWAY_PORT']}"
 
     def port(self, var: str) -> int:
         return int(self.env[var])
@@ -144,8 +145,26 @@ def make_stack(data_dir: Path, **overrides: str) -> RunningStack:
             "SSE_PING_SECONDS": "2",
             "SIGNIN_FAILURES_PER_ACCOUNT": "5",
             "SIGNIN_PER_IP": "30",
+            # The session stack serves every test from one address; tests/e2e/test_gateway.py runs its
+            # own stack with small limits.
+            "GATEWAY_RATE_LIMITS": "false",
         }
     )
     env.update(overrides)
     data_dir.mkdir(parents=True, exist_ok=True)
     return RunningStack(data_dir=data_dir, env=env)
+
+
+def config_dir_with(target: Path, name: str, replace: dict[str, str]) -> Path:
+    """A copy of fixtures/ in ``target`` where ``<name>.yml`` has each ``old`` text replaced by ``new``
+    (for a stack started with FECHATTER_CONFIG_DIR)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for source in (REPO_ROOT / "fixtures").glob("*.yml"):
+        text = source.read_text()
+        if source.stem == name:
+            for old, new in replace.items():
+                if old not in text:
+                    raise ValueError(f"{old!r} is not in {source}")
+                text = text.replace(old, new)
+        (target / source.name).write_text(text)
+    return target

@@ -207,7 +207,7 @@ def gateway_settings(**env: str) -> GatewaySettings:
 def test_longest_prefix_wins(path: str, upstream: str | None) -> None:
     table = RoutingTable(gateway_settings())
     found = table.resolve(path)
-    assert (found.name if found else None) == upstream
+    assert (found.upstream.name if found else None) == upstream
 
 
 def test_default_upstream_addresses_come_from_the_fixture() -> None:
@@ -218,8 +218,9 @@ def test_default_upstream_addresses_come_from_the_fixture() -> None:
 
 def test_comma_separated_servers_are_used_round_robin() -> None:
     settings = gateway_settings(FECHATTER_UPSTREAM="http://a:1, http://b:2/ ,http://c:3,")
-    upstream = RoutingTable(settings).resolve("/api/chat/1")
-    assert upstream is not None
+    route = RoutingTable(settings).resolve("/api/chat/1")
+    assert route is not None
+    upstream = route.upstream
     assert upstream.servers == ["http://a:1", "http://b:2", "http://c:3"]
     assert [upstream.pick() for _ in range(7)] == [
         "http://a:1",

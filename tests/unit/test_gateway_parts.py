@@ -1,0 +1,91 @@
+"""Gateway pieces that need no running stack: tiers, path templates, replica choice, --replicas."""
+
+from __future__ import annotations
+
+import pytest
+
+from fechatter_core.config import load_config
+from fechatter_core.settings import GatewaySettings
+from fechatter_stack.supervisor import StackError, instance_name, parse_replicas
+from gateway.limits import classify
+from gateway.routing import PathTemplates, RoutingTable
+
+SECRET = "unit-test-secret-0123456789abcdef"
+
+
+def settings(**env: str) -> GatewaySettings:
+    return load_config("gateway", GatewaySettings, env={"JWT_SECRET": SECRET, **env})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "tier", "chat"),
+    [
+        ("POST", "/api/signin", "auth", None),
+        ("POST", "/api/signup", "auth", None),
+        ("POST", "/api/refresh", "auth", None),
+        ("GET", "/api/signin", "read", None),
+        ("POST", "/api/chat/42/messages", "send", "42"),
+        ("GET", "/api/chat/42/messages", "read", None),
+        ("PATCH", "/api/chat/42/messages/7", "read", None),
+        ("POST", "/api/files", "upload", None),
+        ("GET", "/api/users", "read", None),
+    ],
+)
+def test_requests_fall_into_tiers(method: str, path: str, tier: str, chat: str | None) -> None:
+    found = classify(settings(), method, path)
+    assert (found.name, found.chat_id) == (tier, chat)
+
+
+def test_uploads_get_the_larger_body_limit() -> None:
+    config = settings()
+    assert classify(config, "POST", "/api/files").body_limit == config.body_limits.upload_bytes
+    assert classify(config, "POST", "/api/chat/1/messages").body_limit == config.body_limits.default_bytes
+    assert config.body_limits.upload_bytes > 10 * 1024 * 1024
+
+
+def test_rate_limits_can_be_switched_off_by_variable() -> None:
+    assert settings().rate_limits.enabled is True
+    assert settings(GATEWAY_RATE_LIMITS="false").rate_limits.enabled is False
+
+
+def test_path_templates_replace_ids_and_stay_bounded() -> None:
+    templates = PathTemplates(limit=3)
+    assert templates.template("/api/chat/12/messages") == "/api/chat/{id}/messages"
+    assert templates.template("/api/chat/99/messages") == "/api/chat/{id}/messages"
+    assert templates.template("/api/workspace/invites/a1B2c3") == "/api/workspace/invites/{id}"
+    assert templates.template("/api/users") == "/api/users"
+    assert templates.template("/wp-admin/setup") == "other"
+    assert templates.template("/api/users") == "/api/users"
+
+
+def test_a_replica_marked_down_is_skipped_until_its_time_is_up() -> None:
+    config = settings(FECHATTER_UPSTREAM="http://a:1,http://b:2")
+    route = RoutingTable(config).resolve("/api/users")
+    assert route is not None
+    upstream = route.upstream
+    upstream.mark_down("http://a:1")
+    assert [upstream.pick() for _ in range(4)] == ["http://b:2"] * 4
+    # Still tried last, so a request has somewhere to go when every replica is marked down.
+    assert upstream.candidates()[-1] == "http://a:1"
+    upstream.mark_up("http://a:1")
+    assert {upstream.pick() for _ in range(4)} == {"http://a:1", "http://b:2"}
+
+
+def test_stream_routes_are_marked() -> None:
+    table = RoutingTable(settings())
+    assert table.resolve("/sse").stream is True  # type: ignore[union-attr]
+    assert table.resolve("/api/users").stream is False  # type: ignore[union-attr]
+
+
+def test_replicas_option() -> None:
+    assert parse_replicas("chat=2,notify=3") == {"fechatter_server": 2, "notify_server": 3}
+    assert parse_replicas("fechatter_server=2") == {"fechatter_server": 2}
+    assert parse_replicas("") == {}
+    for bad in ("bot=2", "chat", "chat=0", "chat=x"):
+        with pytest.raises(StackError):
+            parse_replicas(bad)
+    assert [instance_name("notify_server", i) for i in range(3)] == [
+        "notify_server",
+        "notify_server-2",
+        "notify_server-3",
+    ]
