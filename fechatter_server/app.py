@@ -27,6 +27,7 @@ from fechatter_server.context import AppContext
 from fechatter_server.deps import authenticate, provide_caller, provide_ctx
 from fechatter_server.messages.routes import router as messages_router
 from fechatter_server.reads.routes import router as reads_router
+from fechatter_server.realtime.routes import router as realtime_router
 from fechatter_server.workspaces.routes import router as workspaces_router
 
 SERVICE = "fechatter_server"
@@ -86,6 +87,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             chats_router,
             messages_router,
             reads_router,
+            realtime_router,
             *health.route_handlers(),
         ],
         dependencies={

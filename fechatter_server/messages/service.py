@@ -24,6 +24,7 @@ from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import require_member
 from fechatter_server.context import AppContext
 from fechatter_server.messages.schemas import EditMessageRequest, SendMessageRequest
+from fechatter_server.realtime.service import stopped_typing
 from fechatter_server.views import MessageEditOut, MessageOut, message_edit_out, message_out, to_builtins
 
 _MESSAGE_COLUMNS = (
@@ -125,6 +126,7 @@ async def send_message(
         assert found is not None
         return _replay(found, content, data.reply_to), False
     ctx.publisher.wake()
+    await stopped_typing(ctx, caller, chat_id)
     return message, True
 
 
