@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 from litestar import Request, asgi
 from litestar.types import Receive, Scope, Send
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Histogram
 
@@ -45,6 +45,8 @@ delivery_latency = Histogram(
 
 _decode_entry = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
+
+REPLAY_BATCH = 256
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -102,20 +104,27 @@ async def _replay(ctx: NotifyContext, user_id: int, after: int) -> AsyncIterator
         return
     if last.seq is None or last.seq <= after:
         return
-    sub = await ctx.js.subscribe(
+    # A pull consumer: the replay goes at the pace of the client's socket, never faster than it reads, so
+    # a long backlog cannot overrun a client-side buffer (a push consumer would drop and stall).
+    sub = await ctx.js.pull_subscribe(
         subject,
+        durable=None,
         stream=ctx.settings.nats.user_stream,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1),
-        pending_msgs_limit=1024,
+        config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=30.0,
+            mem_storage=True,
+        ),
     )
     try:
         while True:
-            msg = await sub.next_msg(timeout=5)
-            seq = msg.metadata.sequence.stream
-            yield seq, msg.data
-            if seq >= last.seq:
-                return
+            for msg in await sub.fetch(REPLAY_BATCH, timeout=5):
+                seq = msg.metadata.sequence.stream
+                yield seq, msg.data
+                if seq >= last.seq:
+                    return
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
