@@ -130,6 +130,15 @@ class OutboxSettings(_Section, kw_only=True):
     batch_size: int = 500
 
 
+class RealtimeSettings(_Section, kw_only=True):
+    # Typing lapses this long after the last accepted call; calls closer together than the throttle
+    # cost one Redis GET and announce nothing.
+    typing_lapse_seconds: float = 6.0
+    typing_throttle_seconds: float = 2.0
+    # A declared "away" lasts this long unless renewed (or until the user goes offline).
+    away_ttl_seconds: int = 3600
+
+
 class FechatterSettings(_Section, kw_only=True):
     server: ServerSettings
     database: DatabaseSettings
@@ -141,6 +150,7 @@ class FechatterSettings(_Section, kw_only=True):
     storage: StorageSettings
     files: FileSettings = msgspec.field(default_factory=FileSettings)
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
+    realtime: RealtimeSettings = msgspec.field(default_factory=RealtimeSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
 
 
@@ -151,6 +161,12 @@ class SseSettings(_Section, kw_only=True):
     buffer_size: int = 1000
     retention_hours: int = 48
     retention_per_user: int = 20000
+    # Presence: each connection is refreshed in Redis every heartbeat and counts for ttl (a process that
+    # dies stops refreshing, and its users go offline when the ttl lapses).
+    presence_heartbeat_seconds: float = 10.0
+    presence_ttl_seconds: float = 30.0
+    # How often each process claims lapsed typing and presence entries (each is announced once).
+    sweep_interval_seconds: float = 0.5
 
 
 class NotifySettings(_Section, kw_only=True):

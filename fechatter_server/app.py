@@ -40,6 +40,7 @@ from fechatter_server.messages.routes import router as messages_router
 from fechatter_server.pins.routes import router as pins_router
 from fechatter_server.reactions.routes import router as reactions_router
 from fechatter_server.reads.routes import router as reads_router
+from fechatter_server.realtime.routes import router as realtime_router
 from fechatter_server.receipts.routes import router as receipts_router
 from fechatter_server.search.engines import build_search
 from fechatter_server.search.routes import router as search_router
@@ -112,6 +113,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             pins_router,
             mentions_router,
             receipts_router,
+            realtime_router,
             *health.route_handlers(),
         ],
         dependencies={

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
 import sqlalchemy as sa
 from litestar import Litestar
 from litestar.types import ASGIApp
@@ -41,7 +42,8 @@ def build_app(settings: NotifySettings) -> Litestar:
                 per_user=settings.sse.retention_per_user,
             ),
         )
-        registry = Registry(js, settings.nats.user_stream, settings.sse.buffer_size)
+        redis = aioredis.from_url(settings.redis.url, password=settings.redis.password or None)
+        registry = Registry(nc, js, redis, settings.nats.user_stream, settings.sse)
         await registry.start()
         fanout = Fanout(js, engine, domain_stream=settings.nats.stream, user_stream=settings.nats.user_stream)
         await fanout.start()
@@ -56,8 +58,13 @@ def build_app(settings: NotifySettings) -> Litestar:
                 raise ConnectionError("not connected")
             await nc.flush(timeout=1)
 
+        async def check_redis() -> None:
+            await redis.ping()
+
         health.add("nats", check_nats)
         health.add("postgres", check_postgres)
+        # Redis backs only typing and presence: without it events are still delivered, degraded.
+        health.add("redis", check_redis, critical=False)
         try:
             yield
         finally:
@@ -67,6 +74,8 @@ def build_app(settings: NotifySettings) -> Litestar:
             # redelivered to the next process, so closing loses nothing.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), timeout=2)
+            with contextlib.suppress(Exception):
+                await redis.aclose()
             await engine.dispose()
 
     return Litestar(

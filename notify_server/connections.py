@@ -1,20 +1,31 @@
-"""Live delivery inside one notify process: one ordered JetStream consumer on every user's log, routed
-to the SSE connections of that process by user id."""
+"""Live delivery inside one notify process: one ordered JetStream consumer on every user's log plus one
+core NATS subscription for ephemeral events (typing, presence), routed to this process's SSE connections.
+
+The registry also keeps this process's share of presence: each connection is recorded in Redis on open,
+refreshed every heartbeat and dropped on close (``fechatter_core.live``), and a sweep claims lapsed typing
+and the connections of processes that died, so each change is announced once whichever process sees it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import msgspec
+import redis.asyncio as aioredis
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
 from prometheus_client import Counter, Gauge
 
+from fechatter_core import live
 from fechatter_core.events import USER_LOG_PREFIX
+from fechatter_core.settings import SseSettings
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +33,27 @@ open_connections = Gauge("notify_sse_connections", "Open SSE connections in this
 slow_disconnects = Counter(
     "notify_sse_slow_client_disconnects_total", "Connections closed for falling behind"
 )
+ephemeral_events = Counter("notify_ephemeral_events_total", "Typing and presence events received", ["event"])
+
+_encode = msgspec.json.Encoder().encode
+
+
+def ephemeral_frame(event: str, data: bytes) -> bytes:
+    # No "id:": an ephemeral event is not in the log, so it must not move the client's Last-Event-ID.
+    return f"event: {event}\ndata: ".encode() + data + b"\n\n"
 
 
 @dataclass(eq=False)
 class Connection:
     user_id: int
-    queue: asyncio.Queue[tuple[int, bytes]]
+    workspace_id: int
+    # Items: (log seq, user-log entry) or (None, a ready SSE frame of an ephemeral event).
+    queue: asyncio.Queue[tuple[int | None, bytes]]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
     overflowed: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, seq: int, payload: bytes) -> None:
+    def offer(self, seq: int | None, payload: bytes) -> None:
         if self.overflowed:
             return
         try:
@@ -40,16 +62,33 @@ class Connection:
             # Never skip silently: close, and the client resumes from its last id.
             self.overflowed = True
             slow_disconnects.inc()
+            log.warning(
+                "closing a slow SSE connection of user %s: %d events buffered",
+                self.user_id,
+                self.queue.qsize(),
+            )
             self.closed.set()
 
 
 class Registry:
-    def __init__(self, js: JetStreamContext, stream: str, buffer_size: int) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        js: JetStreamContext,
+        redis: aioredis.Redis,
+        stream: str,
+        settings: SseSettings,
+    ) -> None:
+        self._nc = nc
         self._js = js
+        self._redis = redis
         self._stream = stream
-        self._buffer_size = buffer_size
+        self._settings = settings
         self._by_user: defaultdict[int, set[Connection]] = defaultdict(set)
+        self._by_workspace: defaultdict[int, set[Connection]] = defaultdict(set)
         self._sub = None
+        self._live_sub = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self._sub = await self._js.subscribe(
@@ -60,11 +99,26 @@ class Registry:
             cb=self._on_message,
             idle_heartbeat=5.0,
         )
+        self._live_sub = await self._nc.subscribe(f"{live.LIVE_PREFIX}.*", cb=self._on_live)
+        self._tasks = [
+            asyncio.create_task(self._heartbeat(), name="presence-heartbeat"),
+            asyncio.create_task(self._sweep(), name="realtime-sweep"),
+        ]
 
     async def stop(self) -> None:
-        if self._sub is not None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sub in (self._sub, self._live_sub):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        # Connections still open end with the process: drop them from presence now rather than at the ttl.
+        for connection in [c for conns in self._by_user.values() for c in conns]:
             with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+                await asyncio.wait_for(self._touch(connection, 0), timeout=1)
 
     async def _on_message(self, msg: Msg) -> None:
         try:
@@ -78,19 +132,84 @@ class Registry:
         for connection in list(connections):
             connection.offer(seq, msg.data)
 
-    def open(self, user_id: int) -> Connection:
-        connection = Connection(user_id, asyncio.Queue(maxsize=self._buffer_size))
+    async def _on_live(self, msg: Msg) -> None:
+        try:
+            event = live.decode_live(msg.data)
+        except msgspec.DecodeError:
+            log.error("dropping undecodable live event on %s", msg.subject)
+            return
+        ephemeral_events.labels(event.event).inc()
+        frame = ephemeral_frame(event.event, _encode(event.data))
+        if event.recipients is None:
+            targets = list(self._by_workspace.get(event.workspace_id, ()))
+        else:
+            targets = [
+                connection
+                for user_id in event.recipients
+                for connection in self._by_user.get(user_id, ())
+                if connection.workspace_id == event.workspace_id
+            ]
+        for connection in targets:
+            connection.offer(None, frame)
+
+    # -- connections and presence --------------------------------------------------------------------
+
+    async def open(self, user_id: int, workspace_id: int) -> Connection:
+        connection = Connection(user_id, workspace_id, asyncio.Queue(maxsize=self._settings.buffer_size))
         self._by_user[user_id].add(connection)
+        self._by_workspace[workspace_id].add(connection)
         open_connections.inc()
+        await self._touch(connection, self._ttl_ms)
         return connection
 
-    def close(self, connection: Connection) -> None:
-        users = self._by_user.get(connection.user_id)
-        if users is not None:
-            users.discard(connection)
-            if not users:
-                del self._by_user[connection.user_id]
+    async def close(self, connection: Connection) -> None:
+        for index, key in (
+            (self._by_user, connection.user_id),
+            (self._by_workspace, connection.workspace_id),
+        ):
+            members = index.get(key)
+            if members is not None:
+                members.discard(connection)
+                if not members:
+                    del index[key]
         open_connections.dec()
+        await self._touch(connection, 0)
 
     def count(self) -> int:
         return sum(len(c) for c in self._by_user.values())
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self._settings.presence_ttl_seconds * 1000)
+
+    async def _touch(self, connection: Connection, ttl_ms: int) -> None:
+        try:
+            await live.presence_touch(
+                self._redis,
+                self._nc,
+                workspace_id=connection.workspace_id,
+                user_id=connection.user_id,
+                connection_id=connection.id,
+                ttl_ms=ttl_ms,
+            )
+        except Exception as exc:
+            # Presence is best effort: a stream is never refused because Redis is away.
+            log.warning("presence of user %s not updated: %s", connection.user_id, exc)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.presence_heartbeat_seconds)
+            for connection in [c for conns in self._by_user.values() for c in conns]:
+                if not connection.closed.is_set():
+                    await self._touch(connection, self._ttl_ms)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval_seconds)
+            try:
+                await live.typing_sweep(self._redis, self._nc)
+                await live.presence_sweep(self._redis, self._nc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("typing/presence sweep failed: %s", exc)

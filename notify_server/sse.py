@@ -3,6 +3,10 @@
 Resume: the client sends the last id it saw (``Last-Event-ID`` header or ``?last_event_id=``). If that
 entry is still in the user's log, every later entry is replayed from JetStream, then live delivery
 continues with duplicates dropped by id. If it has expired, the stream starts with ``resync_required``.
+
+The handler speaks ASGI itself rather than through a streaming response: a client that stops reading
+leaves the writer blocked in ``send``, and only a writer that can be cancelled lets a full buffer end the
+connection (the client then resumes from its last id, so nothing is skipped).
 """
 
 from __future__ import annotations
@@ -12,17 +16,17 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar import Request, get
-from litestar.datastructures import State
-from litestar.response import Stream
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from litestar import Request, asgi
+from litestar.types import Receive, Scope, Send
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Histogram
 
-from fechatter_core.errors import unauthorized, validation_error
+from fechatter_core.errors import ApiError, unauthorized, validation_error
 from fechatter_core.events import user_log_subject
 from fechatter_core.security import AccessClaims, TokenError, bearer_token, verify_access_token
 from notify_server.connections import Connection
@@ -41,6 +45,20 @@ delivery_latency = Histogram(
 
 _decode_entry = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
+
+REPLAY_BATCH = 256
+
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class _Frame(msgspec.Struct):
+    body: bytes
+    event: str | None = None  # counted as delivered when set
+    created: float | None = None  # event creation time, for the latency histogram
 
 
 def _frame(seq: int | None, event: str, data: bytes) -> bytes:
@@ -86,93 +104,135 @@ async def _replay(ctx: NotifyContext, user_id: int, after: int) -> AsyncIterator
         return
     if last.seq is None or last.seq <= after:
         return
-    sub = await ctx.js.subscribe(
+    # A pull consumer: the replay goes at the pace of the client's socket, never faster than it reads, so
+    # a long backlog cannot overrun a client-side buffer (a push consumer would drop and stall).
+    sub = await ctx.js.pull_subscribe(
         subject,
+        durable=None,
         stream=ctx.settings.nats.user_stream,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1),
-        pending_msgs_limit=1024,
+        config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=30.0,
+            mem_storage=True,
+        ),
     )
     try:
         while True:
-            msg = await sub.next_msg(timeout=5)
-            seq = msg.metadata.sequence.stream
-            yield seq, msg.data
-            if seq >= last.seq:
-                return
+            for msg in await sub.fetch(REPLAY_BATCH, timeout=5):
+                seq = msg.metadata.sequence.stream
+                yield seq, msg.data
+                if seq >= last.seq:
+                    return
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
 
 
-def _entry_frame(seq: int, raw: bytes, workspace_id: int) -> bytes | None:
+def _entry_frame(seq: int, raw: bytes, workspace_id: int) -> _Frame | None:
     """The SSE frame of a user-log entry, or None when it belongs to another of the user's workspaces."""
     entry = _decode_entry(raw)
     if entry.get("workspace_id", workspace_id) != workspace_id:
         return None
     event = entry.get("event", "message")
-    delivered.labels(event).inc()
+    created = None
     occurred = entry.get("occurred_at")
     if isinstance(occurred, str):
         with contextlib.suppress(ValueError):
-            from datetime import datetime
-
             created = datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp()
-            delivery_latency.observe(max(0.0, time.time() - created))
-    return _frame(seq, event, _encode(entry.get("data", {})))
+    return _Frame(_frame(seq, event, _encode(entry.get("data", {}))), event, created)
 
 
-async def _stream(ctx: NotifyContext, claims: AccessClaims, last_id: int | None) -> AsyncIterator[bytes]:
+async def _frames(
+    ctx: NotifyContext, claims: AccessClaims, connection: Connection, last_id: int | None
+) -> AsyncIterator[_Frame]:
     settings = ctx.settings.sse
-    connection: Connection = ctx.registry.open(claims.user_id)
     sent = last_id or 0
-    try:
-        yield f"retry: {settings.retry_ms}\n\n".encode()
-        if last_id is not None:
-            if await _still_retained(ctx, claims.user_id, last_id):
-                resumes.inc()
-                async for seq, raw in _replay(ctx, claims.user_id, last_id):
-                    if seq > sent:
-                        sent = seq
-                        if frame := _entry_frame(seq, raw, claims.workspace_id):
-                            yield frame
-            else:
-                resyncs.inc()
-                yield _frame(None, "resync_required", b'{"reason":"history_expired"}')
+    yield _Frame(f"retry: {settings.retry_ms}\n\n".encode())
+    if last_id is not None:
+        if await _still_retained(ctx, claims.user_id, last_id):
+            resumes.inc()
+            async for seq, raw in _replay(ctx, claims.user_id, last_id):
+                if seq > sent:
+                    sent = seq
+                    if frame := _entry_frame(seq, raw, claims.workspace_id):
+                        yield frame
         else:
-            yield _frame(None, "connected", _encode({"user_id": claims.user_id}))
-        while not connection.closed.is_set():
-            remaining = claims.expires_at - time.time()
-            if remaining <= 0:
-                yield _frame(
-                    None, "token_expired", b'{"reason":"access token expired; reconnect with a new one"}'
-                )
-                return
-            try:
-                seq, raw = await asyncio.wait_for(
-                    connection.queue.get(), timeout=min(settings.ping_interval_seconds, remaining)
-                )
-            except TimeoutError:
-                yield b": ping\n\n"
-                continue
-            if seq > sent:
-                sent = seq
-                if frame := _entry_frame(seq, raw, claims.workspace_id):
-                    yield frame
-    except Exception:
-        # The headers are gone already; end the stream and let the client resume from its last id.
-        log.exception("SSE stream of user %s failed after id %s", claims.user_id, sent)
-    finally:
-        ctx.registry.close(connection)
+            resyncs.inc()
+            yield _Frame(_frame(None, "resync_required", b'{"reason":"history_expired"}'), "resync_required")
+    else:
+        yield _Frame(_frame(None, "connected", _encode({"user_id": claims.user_id})), "connected")
+    while not connection.closed.is_set():
+        remaining = claims.expires_at - time.time()
+        if remaining <= 0:
+            yield _Frame(
+                _frame(None, "token_expired", b'{"reason":"access token expired; reconnect with a new one"}'),
+                "token_expired",
+            )
+            return
+        try:
+            seq, raw = await asyncio.wait_for(
+                connection.queue.get(), timeout=min(settings.ping_interval_seconds, remaining)
+            )
+        except TimeoutError:
+            yield _Frame(b": ping\n\n")
+            continue
+        if seq is None:
+            yield _Frame(raw, "ephemeral")
+        elif seq > sent:
+            sent = seq
+            if frame := _entry_frame(seq, raw, claims.workspace_id):
+                yield frame
 
 
-@get(["/sse", "/events"], summary="Server-Sent Events of the signed-in user, resumable by Last-Event-ID")
-async def sse(request: Request[Any, Any, Any], state: State) -> Stream:
-    ctx: NotifyContext = state.ctx
+async def _write(send: Send, frames: AsyncIterator[_Frame]) -> None:
+    async for frame in frames:
+        await send({"type": "http.response.body", "body": frame.body, "more_body": True})
+        if frame.event is not None:
+            delivered.labels(frame.event).inc()
+        if frame.created is not None:
+            delivery_latency.observe(max(0.0, time.time() - frame.created))
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+@asgi(["/sse", "/events"], copy_scope=False)
+async def sse(scope: Scope, receive: Receive, send: Send) -> None:
+    """Server-Sent Events of the signed-in user, resumable by Last-Event-ID."""
+    request: Request[Any, Any, Any] = Request(scope, receive)
+    if request.method not in ("GET", "HEAD"):
+        raise ApiError(
+            405, "method_not_allowed", "Use GET to open the event stream", headers={"Allow": "GET"}
+        )
+    ctx: NotifyContext = request.app.state.ctx
     claims = _authenticate(request, ctx)
     last_id = _last_event_id(request)
-    return Stream(
-        _stream(ctx, claims, last_id),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
-    )
+    connection = await ctx.registry.open(claims.user_id, claims.workspace_id)
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        writer = asyncio.create_task(_write(send, _frames(ctx, claims, connection, last_id)))
+        waiters = [
+            writer,
+            asyncio.create_task(_disconnected(receive)),
+            asyncio.create_task(connection.closed.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waiters:
+                task.cancel()
+            for task in waiters:
+                with contextlib.suppress(BaseException):
+                    await task
+        if writer.done() and not writer.cancelled() and (exc := writer.exception()) is not None:
+            # The headers are gone already; end the stream and let the client resume from its last id.
+            log.warning("SSE stream of user %s failed: %r", claims.user_id, exc)
+    finally:
+        await ctx.registry.close(connection)

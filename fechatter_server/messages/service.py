@@ -35,6 +35,7 @@ from fechatter_server.files.queries import attach_files, file_ids_of, own_files
 from fechatter_server.mentions.service import drop_mentions, store_mentions
 from fechatter_server.messages.decorate import decorate
 from fechatter_server.messages.schemas import EditMessageRequest, SendMessageRequest
+from fechatter_server.realtime.service import stopped_typing
 from fechatter_server.views import MessageEditOut, MessageOut, message_edit_out, message_out, to_builtins
 
 _MESSAGE_COLUMNS = (
@@ -169,6 +170,7 @@ async def send_message(
         assert found is not None
         return found, False
     ctx.publisher.wake()
+    await stopped_typing(ctx, caller, chat_id)
     return message, True
 
 
