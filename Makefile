@@ -78,7 +78,7 @@ FRONTEND := fechatter_frontend
 $(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json
 	cd $(FRONTEND) && npm install --no-audit --no-fund
 
-frontend-ensure:
+frontend-ensure: ## Build the web client when dist/ is missing or older than its sources (what `make run` does first)
 	@$(FRONTEND)/scripts/ensure-built.sh
 
 frontend-build: $(FRONTEND)/node_modules/.package-lock.json ## Build the web client into fechatter_frontend/dist (needs Node.js 20.19+)
