@@ -55,8 +55,20 @@ class Decision:
     retry_after: int = 0
 
 
+_NUMBER = re.compile(r"[+-]?\d+")
+
+
+def canonical_path(path: str) -> str:
+    """The path as the services route it: empty segments dropped (``//``, a trailing ``/``) and numbers
+    read as integers (``01`` and ``+1`` are ``1``), so no spelling of a route escapes its tier or splits
+    its counter."""
+    segments = [s for s in path.split("/") if s]
+    return "/" + "/".join(str(int(s)) if _NUMBER.fullmatch(s) else s for s in segments)
+
+
 def classify(settings: GatewaySettings, method: str, path: str) -> Tier:
     bodies = settings.body_limits
+    path = canonical_path(path)
     if method == "POST":
         if path in AUTH_PATHS:
             return Tier("auth", bodies.default_bytes)

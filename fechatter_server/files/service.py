@@ -178,9 +178,12 @@ async def download(ctx: AppContext, caller: AccessClaims, file_id: int, *, thumb
     if thumbnail:
         if row.thumbnail_sha256 is None:
             raise not_found("This file has no thumbnail")
+        thumb_path = store.path_for(row.thumbnail_sha256)
+        if not await asyncio.to_thread(thumb_path.is_file):
+            raise not_found("The thumbnail is missing from storage")
         stem = row.filename.rsplit(".", 1)[0] if "." in row.filename else row.filename
         return Download(
-            path=store.path_for(row.thumbnail_sha256),
+            path=thumb_path,
             mime_type=images.THUMBNAIL_MIME,
             etag=row.thumbnail_sha256,
             disposition=_disposition("inline", f"{stem}-thumbnail.webp"),

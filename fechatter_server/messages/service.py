@@ -125,13 +125,15 @@ async def _existing(conn: Any, chat_id: int, sender_id: int, key: str) -> Any:
 
 
 async def _replay(
-    ctx: AppContext, chat_id: int, sender_id: int, key: str, data: SendMessageRequest, content: str
+    ctx: AppContext, caller: AccessClaims, chat_id: int, key: str, data: SendMessageRequest, content: str
 ) -> MessageOut | None:
     """The message sent earlier with this key, or None. A retry is compared with what was sent (text,
     files, reply_to), not with a later edit. A deleted message's text and files are gone, so its key alone
     identifies it: the retry gets the original message, shown as deleted."""
     async with ctx.engine.connect() as conn:
-        row = await _existing(conn, chat_id, sender_id, key)
+        # A retry is answered only to a member: someone removed since sees nothing of the chat any more.
+        await require_member(conn, caller, chat_id)
+        row = await _existing(conn, chat_id, caller.user_id, key)
         if row is None:
             return None
         same = row.deleted_at is not None or (
@@ -156,7 +158,7 @@ async def send_message(
         raise validation_error("idempotency key must be 1-128 characters", "idempotency_key")
 
     if key is not None:
-        found = await _replay(ctx, chat_id, caller.user_id, key, data, content)
+        found = await _replay(ctx, caller, chat_id, key, data, content)
         if found is not None:
             return found, False
 
@@ -166,7 +168,7 @@ async def send_message(
     except _KeyTaken:
         # A concurrent send with the same key won while we waited for the chat lock; ours rolled back,
         # which also released the seq it had taken.
-        found = await _replay(ctx, chat_id, caller.user_id, key or "", data, content)
+        found = await _replay(ctx, caller, chat_id, key or "", data, content)
         assert found is not None
         return found, False
     ctx.publisher.wake()

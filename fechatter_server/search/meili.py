@@ -35,6 +35,7 @@ from fechatter_core.errors import ApiError
 from fechatter_core.events import decode_event
 from fechatter_core.security import AccessClaims
 from fechatter_core.settings import FechatterSettings, SearchSettings
+from fechatter_server.messages.decorate import decorate
 from fechatter_server.search.engine import SearchPage
 from fechatter_server.search.highlight import highlight, marked_to_html
 from fechatter_server.search.query import ParsedQuery
@@ -384,6 +385,8 @@ class MeiliSearch:
             else:  # the index has not caught up with an edit yet
                 snippet = highlight(row.content, query.texts, self._settings.snippet_context_chars)
             hits.append(SearchHitOut(message=message_out(row), highlight=snippet))
+        async with self._engine.connect() as conn:
+            await decorate(conn, [hit.message for hit in hits])
         return SearchPage(hits=hits, has_more=has_more)
 
     async def _current_rows(self, ids: list[int], chat_ids: list[int]) -> dict[int, Any]:

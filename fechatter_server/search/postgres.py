@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fechatter_core.db.schema import chat_members, chats, message_files, messages
 from fechatter_core.security import AccessClaims
+from fechatter_server.messages.decorate import decorate
 from fechatter_server.search.engine import SearchPage
 from fechatter_server.search.highlight import highlight
 from fechatter_server.search.query import ParsedQuery
@@ -58,10 +59,16 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+MAX_RANKED_WORD_BYTES = 1024
+
+
 def prefix_tsquery(texts: tuple[str, ...]) -> str | None:
     """``'w1':* | 'w2':*`` for ranking. Words are ``\\w+`` runs, so they hold no quote or backslash and
     the literal cannot be malformed; it is cast to tsquery as is, never parsed as query syntax."""
-    words = dict.fromkeys(w.lower() for text in texts for w in _WORD.findall(text))
+    # PostgreSQL refuses a tsquery word of 2 KiB or more; a word that long only ranks, so it is left out.
+    words = dict.fromkeys(
+        w.lower() for text in texts for w in _WORD.findall(text) if len(w.encode()) <= MAX_RANKED_WORD_BYTES
+    )
     if not words:
         return None
     return " | ".join(f"'{w}':*" for w in words)
@@ -148,11 +155,11 @@ class PostgresSearch:
             # that cannot see the LIKE pattern: a two-character term would then scan the whole trigram index.
             await conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
             rows = (await conn.execute(statement)).all()
-        has_more = len(rows) > limit
-        hits = [
-            SearchHitOut(
-                message=message_out(row), highlight=highlight(row.content, query.texts, self._context)
-            )
-            for row in rows[:limit]
-        ]
-        return SearchPage(hits=hits, has_more=has_more)
+            hits = [
+                SearchHitOut(
+                    message=message_out(row), highlight=highlight(row.content, query.texts, self._context)
+                )
+                for row in rows[:limit]
+            ]
+            await decorate(conn, [hit.message for hit in hits])
+        return SearchPage(hits=hits, has_more=len(rows) > limit)

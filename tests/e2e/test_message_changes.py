@@ -343,3 +343,17 @@ async def test_openapi_documents_the_message_routes(client: httpx.AsyncClient) -
     history_route = paths["/api/chat/{chat_id}/messages/{message_id}/history"]["get"]
     assert "current version is the message itself" in history_route["description"]
     assert paths["/api/chat/{chat_id}/messages/{message_id}/replies"]["get"]["summary"]
+
+
+async def test_a_removed_member_retrying_an_old_key_gets_403_not_the_message(
+    client: httpx.AsyncClient,
+) -> None:
+    alice, bob = await team(client)
+    chat_id = (await create_chat(client, alice, [bob]))["id"]
+    first = await sent(client, bob, chat_id, "keyed", idempotency_key="bob-key-1")
+    # While a member, a retry returns the original.
+    again = await send(client, bob, chat_id, "keyed", idempotency_key="bob-key-1")
+    assert again.status_code == 200 and again.json()["data"]["id"] == first["id"]
+    removed = await client.delete(f"/api/chat/{chat_id}/members/{bob.id}", headers=alice.auth)
+    assert removed.status_code == 200, removed.text
+    assert_error(await send(client, bob, chat_id, "keyed", idempotency_key="bob-key-1"), 403, "forbidden")

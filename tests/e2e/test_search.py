@@ -191,7 +191,10 @@ async def test_has_file(sc: httpx.AsyncClient, search_stack: RunningStack) -> No
         )
     finally:
         await conn.close()
-    assert [h["message"]["id"] for h in await found(sc, bob, f"{key} has:file")] == [with_file["id"]]
+    hits = await found(sc, bob, f"{key} has:file")
+    assert [h["message"]["id"] for h in hits] == [with_file["id"]]
+    # A hit is the whole message, its files included.
+    assert [f["id"] for f in hits[0]["message"]["files"]] == [file_id]
     assert {h["message"]["id"] for h in await found(sc, bob, key)} == {plain["id"], with_file["id"]}
 
 
@@ -318,6 +321,7 @@ async def test_odd_queries_never_fail(sc: httpx.AsyncClient) -> None:
         "http://example.com/a:b",
         "in:1 from:1 has:file",
         "😀 ∑ \u200b",
+        "\U0001d41a" * 512,  # one word of 2 KiB: longer than PostgreSQL takes in a tsquery
     ]:
         response = await search(sc, bob, q)
         assert response.status_code == 200, (q, response.text)

@@ -29,6 +29,12 @@ def settings(**env: str) -> GatewaySettings:
         ("PATCH", "/api/chat/42/messages/7", "read", None),
         ("POST", "/api/files", "upload", None),
         ("GET", "/api/users", "read", None),
+        # Other spellings of the same routes reach the same handlers, so they count the same.
+        ("POST", "/api//signup", "auth", None),
+        ("POST", "/api/signup/", "auth", None),
+        ("POST", "/api/chat/042/messages", "send", "42"),
+        ("POST", "/api/chat/+42/messages/", "send", "42"),
+        ("POST", "//api/files", "upload", None),
     ],
 )
 def test_requests_fall_into_tiers(method: str, path: str, tier: str, chat: str | None) -> None:
