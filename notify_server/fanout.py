@@ -2,8 +2,11 @@
 
 The per-user log (subject ``notify.user.<id>``) is what an SSE connection replays from: its stream
 sequence is the SSE event id. Writing it costs one small JetStream append per recipient and no Postgres
-write. One durable pull consumer is shared by every notify replica; ``max_ack_pending`` equal to one batch
-keeps a single batch in flight, so every user's log keeps the order of the domain stream.
+write. One durable pull consumer is shared by every notify replica. A process handles one batch at a time
+and retries it until it is delivered before fetching more, so with one notify process every user's log
+keeps the order of the domain stream. With several replicas two partial batches can be in flight at once
+(``max_ack_pending`` bounds events, not batches), so events of different batches may reach a user's log
+out of order: nothing is lost or duplicated, and clients order messages by ``seq``.
 """
 
 from __future__ import annotations
@@ -144,14 +147,25 @@ class Fanout:
                 log.warning("fan-out fetch failed: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
+            await self._deliver_until_done(batch)
+
+    async def _deliver_until_done(self, batch: list[Any]) -> None:
+        """Retry this batch until it is delivered, before fetching anything newer: moving on would put later
+        events ahead of these in every user's log. Msg ids make a repeated append a no-op."""
+        delay = 0.5
+        while True:
             try:
                 await self._deliver(batch)
+                return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # Not acked: JetStream redelivers after ack_wait, and msg ids make the retry idempotent.
-                log.warning("fan-out of %d events failed, will be redelivered: %s", len(batch), exc)
-                await asyncio.sleep(0.5)
+                log.warning("fan-out of %d events failed, retrying in %.1fs: %s", len(batch), delay, exc)
+                for msg in batch:  # keep JetStream from handing them to another replica meanwhile
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _deliver(self, batch: list[Any]) -> None:
         events: list[Event] = []
