@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -64,35 +65,51 @@ class UserLogEntry(msgspec.Struct):
 _encode = msgspec.json.Encoder().encode
 
 
-async def members_of(engine: AsyncEngine, chat_ids: set[int]) -> dict[int, frozenset[int]]:
-    """The current members of each chat, in one query.
+class MembershipCache:
+    """Chat members, cached; entries are dropped as membership events pass through the ordered stream, so
+    each event is fanned out to the members of its moment (a message sent just before a removal still
+    reaches the removed member). The cache is exact only while this process sees every event: the fan-out
+    clears it whenever the stream skips ahead (another replica handled the events between)."""
 
-    Read afresh for every batch rather than cached: several notify replicas share the consumer, and a
-    membership event handled by one of them must not leave another fanning out to a stale member list. The
-    database is at least as new as any event in the batch (events are published after their commit), so a
-    removed member gets nothing sent after the removal, and a new member gets everything after joining.
-    """
-    if not chat_ids:
-        return {}
-    found: dict[int, set[int]] = {chat_id: set() for chat_id in chat_ids}
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            sa.select(chat_members.c.chat_id, chat_members.c.user_id).where(
-                chat_members.c.chat_id.in_(sorted(chat_ids))
+    def __init__(self, engine: AsyncEngine, size: int = 10_000) -> None:
+        self._engine = engine
+        self._size = size
+        self._members: OrderedDict[int, frozenset[int]] = OrderedDict()
+
+    def invalidate(self, chat_id: int) -> None:
+        self._members.pop(chat_id, None)
+
+    def clear(self) -> None:
+        self._members.clear()
+
+    async def members(self, chat_id: int) -> frozenset[int]:
+        cached = self._members.get(chat_id)
+        if cached is not None:
+            self._members.move_to_end(chat_id)
+            return cached
+        async with self._engine.connect() as conn:
+            ids = frozenset(
+                (
+                    await conn.scalars(
+                        sa.select(chat_members.c.user_id).where(chat_members.c.chat_id == chat_id)
+                    )
+                ).all()
             )
-        )
-        for chat_id, user_id in rows:
-            found[chat_id].add(user_id)
-    return {chat_id: frozenset(users) for chat_id, users in found.items()}
+        self._members[chat_id] = ids
+        if len(self._members) > self._size:
+            self._members.popitem(last=False)
+        return ids
 
 
-def recipients(event: Event, members: dict[int, frozenset[int]]) -> set[int]:
+async def recipients(event: Event, cache: MembershipCache) -> set[int]:
     if event.chat_id is None:
         return set()
+    if event.type.startswith("chat."):
+        cache.invalidate(event.chat_id)
     if event.type == "message.read":
         # Read positions go to the reader's other devices.
         return {event.actor_id} if event.actor_id else set()
-    users = set(members.get(event.chat_id, frozenset()))
+    users = set(await cache.members(event.chat_id))
     if event.type == "chat.member_removed":
         removed = event.data.get("user_id")
         if isinstance(removed, int):
@@ -100,16 +117,13 @@ def recipients(event: Event, members: dict[int, frozenset[int]]) -> set[int]:
     return users
 
 
-def _needs_members(event: Event) -> bool:
-    return event.chat_id is not None and event.type != "message.read" and event.type in SSE_NAMES
-
-
 class Fanout:
     def __init__(
         self, js: JetStreamContext, engine: AsyncEngine, *, domain_stream: str, user_stream: str
     ) -> None:
         self._js = js
-        self._engine = engine
+        self._cache = MembershipCache(engine)
+        self._last_seq: int | None = None
         self._domain_stream = domain_stream
         self._user_stream = user_stream
         self._task: asyncio.Task[None] | None = None
@@ -167,18 +181,22 @@ class Fanout:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _follow(self, stream_seq: int) -> None:
+        """Clear the membership cache unless this event directly follows the last one this process saw:
+        in a gap, another replica may have handled a membership change."""
+        if self._last_seq is not None and stream_seq != self._last_seq + 1:
+            self._cache.clear()
+        self._last_seq = stream_seq
+
     async def _deliver(self, batch: list[Any]) -> None:
-        events: list[Event] = []
+        futures = []
         for msg in batch:
+            self._follow(msg.metadata.sequence.stream)
             try:
-                events.append(decode_event(msg.data))
+                event = decode_event(msg.data)
             except msgspec.DecodeError:
                 log.error("dropping undecodable event on %s", msg.subject)
-        members = await members_of(
-            self._engine, {e.chat_id for e in events if e.chat_id is not None and _needs_members(e)}
-        )
-        futures = []
-        for event in events:
+                continue
             name = SSE_NAMES.get(event.type)
             if name is None:
                 continue
@@ -191,7 +209,7 @@ class Fanout:
                     workspace_id=event.workspace_id,
                 )
             )
-            for user_id in sorted(recipients(event, members)):
+            for user_id in sorted(await recipients(event, self._cache)):
                 futures.append(
                     await self._js.publish_async(
                         user_log_subject(user_id), entry, headers={"Nats-Msg-Id": f"{event.id}:{user_id}"}
