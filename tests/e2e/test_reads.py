@@ -287,11 +287,13 @@ SEQS = st.one_of(st.integers(min_value=0, max_value=14), st.just(2**62))
 
 
 class ReadsModel(RuleBasedStateMachine):
-    """Three users of one workspace; chat 0 has all three, chat 1 only users 0 and 1.
+    """Three users of one workspace; user 0 owns both chats; chat 0 starts with all three, chat 1 with users
+    0 and 1. Users 1 and 2 leave and are added back.
 
-    The model keeps each chat's senders in seq order and each member's read position, applying the
-    rules of API.md: reads move forward only and are clamped to the last seq, a send moves the sender's
-    own position to their message, and unread = later messages sent by others."""
+    The model keeps each chat's senders in seq order, the deleted seqs and each member's read position,
+    applying the rules of API.md: reads move forward only and are clamped to the last seq, a send moves the
+    sender's own position to their message, someone added starts with the history read, and unread = later
+    messages sent by others that are not deleted."""
 
     base_url: ClassVar[str]
 
@@ -303,6 +305,9 @@ class ReadsModel(RuleBasedStateMachine):
         self.members: list[set[int]] = [{0, 1, 2}, {0, 1}]
         self.senders: list[list[int]] = [[], []]
         self.position: list[list[int]] = [[0, 0] for _ in range(3)]
+        self.message_ids: list[list[int]] = [[], []]
+        self.deleted: list[set[int]] = [set(), set()]
+        self.user_ids: list[int] = []
 
     def teardown(self) -> None:
         self.http.close()
@@ -330,11 +335,16 @@ class ReadsModel(RuleBasedStateMachine):
             sessions.append(self._signup(invite_code=invite.json()["data"]["code"]))
         self.auth = [{"Authorization": f"Bearer {s['access_token']}"} for s in sessions]
         user_ids = [s["user"]["id"] for s in sessions]
+        self.user_ids = user_ids
         self.chat_ids = [self._create_chat(0, [1, 2], user_ids), self._create_chat(0, [1], user_ids)]
 
     def unread(self, user: int, chat: int) -> int:
         after = self.position[user][chat]
-        return sum(1 for seq, sender in enumerate(self.senders[chat], 1) if seq > after and sender != user)
+        return sum(
+            1
+            for seq, sender in enumerate(self.senders[chat], 1)
+            if seq > after and sender != user and seq not in self.deleted[chat]
+        )
 
     @rule(user=USERS, chat=CHATS)
     def send(self, user: int, chat: int) -> None:
@@ -347,7 +357,48 @@ class ReadsModel(RuleBasedStateMachine):
         assert response.status_code == 201, response.text
         self.senders[chat].append(user)
         assert response.json()["data"]["seq"] == len(self.senders[chat])
+        self.message_ids[chat].append(response.json()["data"]["id"])
         self.position[user][chat] = len(self.senders[chat])
+
+    @rule(user=USERS, chat=CHATS, pick=st.integers(min_value=0, max_value=30))
+    def delete(self, user: int, chat: int, pick: int) -> None:
+        if not self.message_ids[chat]:
+            return
+        index = pick % len(self.message_ids[chat])
+        url = f"/api/chat/{self.chat_ids[chat]}/messages/{self.message_ids[chat][index]}"
+        response = self.http.delete(url, headers=self.auth[user])
+        if user not in self.members[chat]:
+            assert response.status_code == 403, response.text
+            return
+        # The sender, or the chat's owner (user 0), may delete; deleting again changes nothing.
+        if user != self.senders[chat][index] and user != 0:
+            assert response.status_code == 403, response.text
+            return
+        assert response.status_code == 200, response.text
+        self.deleted[chat].add(index + 1)
+
+    @rule(user=st.integers(min_value=1, max_value=2), chat=CHATS)
+    def leave(self, user: int, chat: int) -> None:
+        url = f"/api/chat/{self.chat_ids[chat]}/members/{self.user_ids[user]}"
+        response = self.http.delete(url, headers=self.auth[user])
+        if user not in self.members[chat]:
+            assert response.status_code in (403, 404), response.text
+            return
+        assert response.status_code == 200, response.text
+        self.members[chat].discard(user)
+
+    @rule(user=st.integers(min_value=1, max_value=2), chat=CHATS)
+    def join(self, user: int, chat: int) -> None:
+        if user in self.members[chat]:
+            return
+        response = self.http.post(
+            f"/api/chat/{self.chat_ids[chat]}/members",
+            headers=self.auth[0],
+            json={"user_ids": [self.user_ids[user]]},
+        )
+        assert response.status_code == 200, response.text
+        self.members[chat].add(user)
+        self.position[user][chat] = len(self.senders[chat])  # a newcomer starts with the history read
 
     @rule(user=USERS, chat=CHATS, seq=SEQS)
     def read(self, user: int, chat: int, seq: int) -> None:
