@@ -23,6 +23,12 @@ class UserOut(msgspec.Struct):
     created_at: str
 
 
+class ChatMemberOut(UserOut):
+    """A member as a chat lists them: the user and their role in that chat (owner, admin or member)."""
+
+    role: str = "member"
+
+
 class WorkspaceOut(msgspec.Struct):
     id: int
     name: str
@@ -118,6 +124,10 @@ def user_out(row: Any, workspace_id: int) -> UserOut:
         is_bot=row.is_bot,
         created_at=iso(row.created_at) or "",
     )
+
+
+def chat_member_out(row: Any, workspace_id: int) -> ChatMemberOut:
+    return ChatMemberOut(**msgspec.structs.asdict(user_out(row, workspace_id)), role=row.role)
 
 
 def workspace_out(row: Any) -> WorkspaceOut:

@@ -50,6 +50,7 @@ SSE_NAMES = {
     "chat.updated": "chat_updated",
     "chat.member_added": "chat_member_added",
     "chat.member_removed": "chat_member_removed",
+    "chat.member_updated": "chat_member_updated",
 }
 
 

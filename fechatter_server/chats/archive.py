@@ -15,9 +15,9 @@ from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
 from fechatter_server.chats.membership import MANAGERS, chat_and_role
 from fechatter_server.chats.schemas import ChatType
-from fechatter_server.chats.service import load_chat_out
+from fechatter_server.chats.service import chat_event_data, load_chat_out
 from fechatter_server.context import AppContext
-from fechatter_server.views import ChatOut, to_builtins
+from fechatter_server.views import ChatOut
 
 
 async def set_archived(ctx: AppContext, caller: AccessClaims, chat_id: int, *, archived: bool) -> ChatOut:
@@ -45,7 +45,7 @@ async def set_archived(ctx: AppContext, caller: AccessClaims, chat_id: int, *, a
                     workspace_id=caller.workspace_id,
                     actor_id=caller.user_id,
                     chat_id=chat_id,
-                    data=to_builtins(result),
+                    data=chat_event_data(result),
                 ),
             )
     if changed:

@@ -5,6 +5,8 @@ Permissions, by chat type:
 - Group: any member adds people; owner/admin remove others; anyone leaves.
 - PrivateChannel: owner/admin add and remove; anyone leaves.
 - PublicChannel: anyone in the workspace joins; members add others; owner/admin remove others.
+The owner makes members admins and admins members again (not in a Single chat, whose two people are
+equals); nobody changes the owner's role.
 A new member starts with everything before their arrival read, so joining a busy channel does not bring
 hundreds of unread messages. When the owner leaves, the earliest admin (else the earliest member) becomes
 owner, so a chat with members always has one.
@@ -23,10 +25,10 @@ from fechatter_core.errors import forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import refuse_if_archived
-from fechatter_server.chats.schemas import AddMembersRequest, ChatType, UpdateChatRequest
-from fechatter_server.chats.service import load_chat_out
+from fechatter_server.chats.schemas import AddMembersRequest, ChatType, SetChatRoleRequest, UpdateChatRequest
+from fechatter_server.chats.service import chat_event_data, load_chat_out
 from fechatter_server.context import AppContext
-from fechatter_server.views import ChatOut, UserOut, to_builtins, user_out
+from fechatter_server.views import ChatMemberOut, ChatOut, chat_member_out
 
 MANAGERS = ("owner", "admin")
 
@@ -60,20 +62,68 @@ async def chat_and_role(
     return row
 
 
-async def list_members(ctx: AppContext, caller: AccessClaims, chat_id: int) -> list[UserOut]:
+_MEMBERS = (
+    sa.select(users, chat_members.c.role)
+    .join(chat_members, chat_members.c.user_id == users.c.id)
+    .where(chat_members.c.chat_id == sa.bindparam("chat_id"))
+)
+
+
+async def list_members(ctx: AppContext, caller: AccessClaims, chat_id: int) -> list[ChatMemberOut]:
     async with ctx.engine.connect() as conn:
         chat = await chat_and_role(conn, caller, chat_id)
         if chat.role is None and chat.chat_type != ChatType.PUBLIC_CHANNEL:
             raise forbidden("You are not a member of this chat")
         rows = (
-            await conn.execute(
-                sa.select(users)
-                .join(chat_members, chat_members.c.user_id == users.c.id)
-                .where(chat_members.c.chat_id == chat_id)
-                .order_by(chat_members.c.joined_at, users.c.id)
-            )
+            await conn.execute(_MEMBERS.order_by(chat_members.c.joined_at, users.c.id), {"chat_id": chat_id})
         ).all()
-    return [user_out(row, caller.workspace_id) for row in rows]
+    return [chat_member_out(row, caller.workspace_id) for row in rows]
+
+
+async def set_member_role(
+    ctx: AppContext, caller: AccessClaims, chat_id: int, user_id: int, data: SetChatRoleRequest
+) -> ChatMemberOut:
+    async with ctx.engine.begin() as conn:
+        chat = await chat_and_role(conn, caller, chat_id, lock=True)
+        if chat.role is None:
+            raise forbidden("You are not a member of this chat")
+        if chat.chat_type == ChatType.SINGLE:
+            raise validation_error("A direct chat has no roles to change", "role")
+        if chat.role != "owner":
+            raise forbidden("Only the chat's owner can change roles")
+        refuse_if_archived(chat)
+        target = (
+            await conn.execute(_MEMBERS.where(users.c.id == user_id), {"chat_id": chat_id})
+        ).one_or_none()
+        if target is None:
+            raise not_found("That user is not a member of this chat")
+        if target.role == "owner":
+            raise forbidden("The owner's role cannot be changed")
+        if target.role != data.role:
+            await conn.execute(
+                chat_members.update()
+                .where(chat_members.c.chat_id == chat_id, chat_members.c.user_id == user_id)
+                .values(role=data.role.value)
+            )
+            await record(
+                conn,
+                events.new_event(
+                    events.CHAT_MEMBER_UPDATED,
+                    workspace_id=caller.workspace_id,
+                    actor_id=caller.user_id,
+                    chat_id=chat_id,
+                    data={
+                        "chat_id": chat_id,
+                        "user_id": user_id,
+                        "role": data.role.value,
+                        "updated_by": caller.user_id,
+                    },
+                ),
+            )
+            ctx.publisher.wake()
+        member = chat_member_out(target, caller.workspace_id)
+        member.role = data.role.value
+    return member
 
 
 def _may_add(chat: Any, caller: AccessClaims, user_ids: list[int]) -> None:
@@ -230,7 +280,7 @@ async def update_chat(
                 workspace_id=caller.workspace_id,
                 actor_id=caller.user_id,
                 chat_id=chat_id,
-                data=to_builtins(result),
+                data=chat_event_data(result),
             ),
         )
     ctx.publisher.wake()

@@ -9,9 +9,14 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from fechatter_core.api import Success, ok
 from fechatter_core.security import AccessClaims
 from fechatter_server.chats import archive, membership, service
-from fechatter_server.chats.schemas import AddMembersRequest, CreateChatRequest, UpdateChatRequest
+from fechatter_server.chats.schemas import (
+    AddMembersRequest,
+    CreateChatRequest,
+    SetChatRoleRequest,
+    UpdateChatRequest,
+)
 from fechatter_server.context import AppContext
-from fechatter_server.views import ChatOut, UserOut
+from fechatter_server.views import ChatMemberOut, ChatOut
 
 ChatId = Annotated[int, Parameter(ge=1, le=2**62, description="Chat id")]
 
@@ -45,8 +50,14 @@ async def update_chat(
     return ok(await membership.update_chat(ctx, caller, chat_id, data))
 
 
-@get("/chat/{chat_id:int}/members", summary="Members of a chat (anyone in the workspace for a PublicChannel)")
-async def list_members(ctx: AppContext, caller: AccessClaims, chat_id: ChatId) -> Success[list[UserOut]]:
+@get(
+    "/chat/{chat_id:int}/members",
+    summary="Members of a chat (anyone in the workspace for a PublicChannel)",
+    description="Each member is the user with their `role` in the chat: `owner`, `admin` or `member`.",
+)
+async def list_members(
+    ctx: AppContext, caller: AccessClaims, chat_id: ChatId
+) -> Success[list[ChatMemberOut]]:
     return ok(await membership.list_members(ctx, caller, chat_id))
 
 
@@ -78,6 +89,25 @@ async def remove_member(
     user_id: Annotated[int, Parameter(ge=1, le=2**62)],
 ) -> Success[dict[str, int]]:
     return ok(await membership.remove_member(ctx, caller, chat_id, user_id))
+
+
+@patch(
+    "/chat/{chat_id:int}/members/{user_id:int}",
+    summary="Make a member an admin of the chat, or a member again (the chat's owner only)",
+    description="Admins rename, describe, archive, add people to private channels, remove members and "
+    "delete others' messages. The owner's role cannot be changed (ownership passes to the earliest admin "
+    "when the owner leaves); a direct (Single) chat has no roles (400); an archived chat refuses the change "
+    "(409). Setting the role a member already has changes nothing; a change reaches the chat's members as "
+    "`chat_member_updated` (`{chat_id, user_id, role, updated_by}`).",
+)
+async def set_member_role(
+    ctx: AppContext,
+    caller: AccessClaims,
+    chat_id: ChatId,
+    user_id: Annotated[int, Parameter(ge=1, le=2**62)],
+    data: SetChatRoleRequest,
+) -> Success[ChatMemberOut]:
+    return ok(await membership.set_member_role(ctx, caller, chat_id, user_id, data))
 
 
 @post("/chat/{chat_id:int}/join", status_code=HTTP_200_OK, summary="Join a public channel")
@@ -135,6 +165,7 @@ router = Router(
         list_members,
         add_members,
         remove_member,
+        set_member_role,
         join_channel,
         leave_chat,
         list_channels,

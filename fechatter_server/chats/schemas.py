@@ -29,3 +29,14 @@ class AddMembersRequest(msgspec.Struct, forbid_unknown_fields=True):
 class UpdateChatRequest(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(max_length=128)] | None = None
     description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+
+
+class ChatRole(StrEnum):
+    """Roles the chat's owner assigns; ownership itself passes only when the owner leaves."""
+
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class SetChatRoleRequest(msgspec.Struct, forbid_unknown_fields=True):
+    role: ChatRole

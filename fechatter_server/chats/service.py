@@ -72,6 +72,18 @@ async def chats_out(conn: Any, rows: Any) -> list[ChatOut]:
     return result
 
 
+# What only the reader who loaded a chat sees of it; events go to every member, so they leave these out.
+_PER_READER = ("unread_count", "unread_mentions")
+
+
+def chat_event_data(chat: ChatOut) -> dict[str, Any]:
+    """A chat as chat_created/chat_updated events carry it: shared fields, not the actor's unread counts."""
+    data = to_builtins(chat)
+    for name in _PER_READER:
+        data.pop(name, None)
+    return data
+
+
 async def load_chat_out(conn: Any, caller: AccessClaims, chat_id: int) -> ChatOut:
     return (await chats_out(conn, [await load_chat(conn, caller, chat_id)]))[0]
 
@@ -195,7 +207,7 @@ async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatReq
                 workspace_id=caller.workspace_id,
                 actor_id=caller.user_id,
                 chat_id=chat_id,
-                data=to_builtins(chat),
+                data=chat_event_data(chat),
             ),
         )
     ctx.publisher.wake()

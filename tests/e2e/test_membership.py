@@ -201,3 +201,76 @@ async def test_concurrent_joins_are_all_kept(client: httpx.AsyncClient) -> None:
     )
     assert [r.status_code for r in results] == [200] * 5
     assert sorted(await members(client, people[0], channel["id"])) == sorted(p.id for p in people)
+
+
+async def set_role(
+    client: httpx.AsyncClient, actor: User, chat_id: int, user: User, role: str
+) -> httpx.Response:
+    return await client.patch(
+        f"/api/chat/{chat_id}/members/{user.id}", headers=actor.auth, json={"role": role}
+    )
+
+
+async def roles(client: httpx.AsyncClient, actor: User, chat_id: int) -> dict[int, str]:
+    response = await client.get(f"/api/chat/{chat_id}/members", headers=actor.auth)
+    assert response.status_code == 200, response.text
+    return {u["id"]: u["role"] for u in response.json()["data"]}
+
+
+async def test_the_owner_makes_admins_who_then_manage_the_chat(
+    stack: RunningStack, client: httpx.AsyncClient
+) -> None:
+    alice, bob, carol, dave = await team(client, 4)
+    chat = await create_chat(client, alice, [bob, carol], chat_type="PrivateChannel", name="ops")
+    assert await roles(client, bob, chat["id"]) == {alice.id: "owner", bob.id: "member", carol.id: "member"}
+    # A member cannot manage the channel until the owner makes them an admin.
+    assert (await add(client, bob, chat["id"], dave)).status_code == 403
+    http, carol_stream = await open_sse(stack, carol)
+    try:
+        await carol_stream.next("connected")
+        promoted = await set_role(client, alice, chat["id"], bob, "admin")
+        assert promoted.status_code == 200, promoted.text
+        assert promoted.json()["data"]["id"] == bob.id and promoted.json()["data"]["role"] == "admin"
+        _, event = await carol_stream.next("chat_member_updated")
+        assert event == {"chat_id": chat["id"], "user_id": bob.id, "role": "admin", "updated_by": alice.id}
+    finally:
+        await carol_stream.close()
+        await http.aclose()
+    assert await roles(client, carol, chat["id"]) == {alice.id: "owner", bob.id: "admin", carol.id: "member"}
+    assert (await add(client, bob, chat["id"], dave)).status_code == 200
+    removed = await client.delete(f"/api/chat/{chat['id']}/members/{dave.id}", headers=bob.auth)
+    assert removed.status_code == 200
+    # An admin does not hand out roles; only the owner does, and the owner's own role is fixed.
+    by_admin = await set_role(client, bob, chat["id"], carol, "admin")
+    assert by_admin.status_code == 403 and by_admin.json()["error"]["code"] == "forbidden"
+    own = await set_role(client, alice, chat["id"], alice, "member")
+    assert own.status_code == 403 and own.json()["error"]["code"] == "forbidden"
+    # Back to member: the managing rights go with the role.
+    assert (await set_role(client, alice, chat["id"], bob, "member")).status_code == 200
+    assert (await add(client, bob, chat["id"], dave)).status_code == 403
+    # When the owner leaves, an admin comes before earlier plain members.
+    assert (await set_role(client, alice, chat["id"], carol, "admin")).status_code == 200
+    assert (await client.post(f"/api/chat/{chat['id']}/leave", headers=alice.auth)).status_code == 200
+    assert await roles(client, bob, chat["id"]) == {bob.id: "member", carol.id: "owner"}
+
+
+async def test_role_changes_that_are_refused_change_nothing(client: httpx.AsyncClient) -> None:
+    alice, bob, carol = await team(client, 3)
+    group = await create_chat(client, alice, [bob], chat_type="Group", name="g")
+    direct = await create_chat(client, alice, [bob], chat_type="Single", name="")
+    before = await roles(client, alice, group["id"])
+
+    def refused(response: httpx.Response, status: int, code: str, field: str | None = None) -> None:
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["code"] == code and error.get("field") == field
+
+    refused(await set_role(client, alice, group["id"], bob, "owner"), 400, "validation_error", "role")
+    refused(await set_role(client, alice, group["id"], carol, "admin"), 404, "not_found")
+    refused(await set_role(client, carol, group["id"], bob, "admin"), 403, "forbidden")
+    refused(await set_role(client, alice, direct["id"], bob, "admin"), 400, "validation_error", "role")
+    bad = await client.patch(f"/api/chat/{group['id']}/members/{bob.id}", headers=alice.auth, json={})
+    refused(bad, 400, "validation_error", "role")
+    assert (await client.post(f"/api/chat/{group['id']}/archive", headers=alice.auth)).status_code == 200
+    refused(await set_role(client, alice, group["id"], bob, "admin"), 409, "conflict")
+    assert await roles(client, alice, group["id"]) == before
