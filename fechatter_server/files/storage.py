@@ -18,23 +18,49 @@ from pathlib import Path
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+# How much of an upload is kept in memory before it is written out: big enough that the thread hop per write
+# costs little, small enough that many concurrent uploads stay cheap.
+FLUSH_BYTES = 1 << 20
+
+
 class PendingBlob:
-    """A blob being written: bytes go to a temp file and into the hash as they arrive."""
+    """A blob being written: bytes go to a temp file and into the hash as they arrive.
+
+    ``write`` blocks (for threads); an upload on the event loop ``add``s chunks instead and, when ``add`` says
+    so, runs ``flush`` in a thread, so disk writes and hashing never stall other requests."""
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
         self.path = store.tmp_dir / f"{uuid.uuid4().hex}.part"
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed by finish() or discard()
         self._hash = hashlib.sha256()
+        self._buffer = bytearray()
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-        self._hash.update(chunk)
         self.size += len(chunk)
+        self._write_out(chunk)
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk`` in memory; True once enough is kept that it should be flushed."""
+        self._buffer += chunk
+        self.size += len(chunk)
+        return len(self._buffer) >= FLUSH_BYTES
+
+    def flush(self) -> None:
+        """Write out what ``add`` kept (blocking)."""
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            self._write_out(data)
+
+    def _write_out(self, data: bytes) -> None:
+        self._file.write(data)
+        self._hash.update(data)
 
     def finish(self) -> str:
         """Flush and close the temp file; returns the content hash. The blob is not stored yet."""
+        self.flush()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()

@@ -1,9 +1,11 @@
-"""Reading a multipart upload as it streams in: the file part goes straight to a temp file (and into its
-hash), so memory holds one network chunk and the first bytes used to detect the type, whatever the size.
+"""Reading a multipart upload as it streams in: the file part goes to a temp file (and into its hash) in
+writes of about 1 MiB made in a worker thread, so memory holds at most that much plus one network chunk and
+the first bytes used to detect the type, whatever the size, and the event loop never waits on the disk.
 The size limit is enforced on the bytes received, not on a declared length."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any
@@ -66,11 +68,13 @@ async def receive_file(
                     elif event is None:
                         in_file = False
                     elif in_file and blob is not None:
-                        blob.write(event)
+                        full = blob.add(event)
                         if blob.size > max_bytes:
                             raise too_large(max_bytes)
                         if len(head) < SNIFF_BYTES:
                             head += event[: SNIFF_BYTES - len(head)]
+                        if full:
+                            await asyncio.to_thread(blob.flush)
                 if parser.closed:
                     break
     except MultipartError:

@@ -130,6 +130,21 @@ async def test_upload_and_download_round_trip(client: httpx.AsyncClient, stack: 
     assert not temp_files(stack)
 
 
+async def test_a_file_of_several_mebibytes_is_stored_whole(
+    client: httpx.AsyncClient, stack: RunningStack
+) -> None:
+    """Uploads are written out in pieces of about 1 MiB; every piece lands, in order, under the right hash."""
+    alice, _ = await team(client)
+    content = os.urandom(3 * MiB + 12_345)
+    item = await uploaded(client, alice, "big.bin", content)
+    assert item["size"] == len(content)
+    stored = blobs(stack)[hashlib.sha256(content).hexdigest()]
+    assert stored.read_bytes() == content
+    response = await client.get(item["url"], headers=alice.auth)
+    assert response.status_code == 200 and response.content == content
+    assert not temp_files(stack)
+
+
 async def test_equal_content_is_stored_once_with_one_row_per_upload(
     client: httpx.AsyncClient, stack: RunningStack
 ) -> None:
