@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 import sqlalchemy as sa
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.di import Provide
@@ -14,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp
 
-from fechatter_core import bus
+from fechatter_core import bus, redis_client
 from fechatter_core.config import load_config
 from fechatter_core.db.engine import create_engine
 from fechatter_core.logs import configure_logging
@@ -65,7 +64,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
         nc = await bus.connect(settings.nats, name=SERVICE)
         js = nc.jetstream()
         await bus.ensure_stream(js, bus.domain_stream_config(settings.nats.stream))
-        redis = aioredis.from_url(settings.redis.url, password=settings.redis.password or None)
+        redis = redis_client.connect(settings.redis)
         publisher = OutboxPublisher(
             engine, js, batch_size=settings.outbox.batch_size, interval=settings.outbox.relay_interval_seconds
         )

@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 import sqlalchemy as sa
 from litestar import Litestar
 from litestar.types import ASGIApp
 
-from fechatter_core import bus
+from fechatter_core import bus, redis_client
 from fechatter_core.config import load_config
 from fechatter_core.db.engine import create_engine
 from fechatter_core.logs import configure_logging
@@ -42,7 +41,7 @@ def build_app(settings: NotifySettings) -> Litestar:
                 per_user=settings.sse.retention_per_user,
             ),
         )
-        redis = aioredis.from_url(settings.redis.url, password=settings.redis.password or None)
+        redis = redis_client.connect(settings.redis)
         registry = Registry(nc, js, redis, settings.nats.user_stream, settings.sse)
         await registry.start()
         fanout = Fanout(js, engine, domain_stream=settings.nats.stream, user_stream=settings.nats.user_stream)

@@ -28,6 +28,8 @@ from fechatter_core.events import USER_LOG_PREFIX
 from fechatter_core.settings import SseSettings
 
 log = logging.getLogger(__name__)
+# How long a stopping process spends taking its streams out of presence (else they lapse with their TTL).
+PRESENCE_CLEANUP_SECONDS = 1.5
 
 open_connections = Gauge("notify_sse_connections", "Open SSE connections in this process")
 slow_disconnects = Counter(
@@ -116,9 +118,14 @@ class Registry:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
         # Connections still open end with the process: drop them from presence now rather than at the ttl.
-        for connection in [c for conns in self._by_user.values() for c in conns]:
+        # All at once and within one deadline: with Redis away, shutdown waits a second, not one per stream.
+        open_now = [c for conns in self._by_user.values() for c in conns]
+        if open_now:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._touch(connection, 0), timeout=1)
+                await asyncio.wait_for(
+                    asyncio.gather(*(self._touch(c, 0) for c in open_now), return_exceptions=True),
+                    timeout=PRESENCE_CLEANUP_SECONDS,
+                )
 
     async def _on_message(self, msg: Msg) -> None:
         try:
