@@ -7,7 +7,7 @@ database matches these tables, so the two cannot drift.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import TSVECTOR, UUID
 
 metadata = sa.MetaData()
 
@@ -135,24 +135,32 @@ messages = sa.Table(
     _ts("created_at"),
     sa.Column("edited_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+    # Migration 0005: the English text vector plus CJK character pairs, stored so search checks are cheap.
+    sa.Column(
+        "search_tsv",
+        TSVECTOR,
+        sa.Computed(
+            "to_tsvector('english'::regconfig, content)"
+            " || to_tsvector('simple'::regconfig, fechatter_cjk_bigrams(content))",
+            persisted=True,
+        ),
+    ),
     sa.UniqueConstraint("chat_id", "seq", name="messages_chat_seq_key"),
     sa.UniqueConstraint("chat_id", "sender_id", "idempotency_key", name="messages_idempotency_key"),
 )
 sa.Index("messages_sender_idx", messages.c.sender_id)
 sa.Index("messages_reply_to_idx", messages.c.reply_to, postgresql_where=messages.c.reply_to.isnot(None))
-# Search (migration 0004): trigrams serve ILIKE '%text%' (words, prefixes, substrings, CJK); the English
-# text vector adds stemmed matches.
+# Search (migrations 0004, 0005): trigrams serve ILIKE '%text%' (words, prefixes, substrings, CJK of three
+# characters or more); the stored vector serves stemmed words and two-character CJK words.
 sa.Index(
     "messages_content_trgm_idx",
     messages.c.content,
     postgresql_using="gin",
     postgresql_ops={"content": "gin_trgm_ops"},
 )
-sa.Index(
-    "messages_content_fts_idx",
-    sa.func.to_tsvector(sa.text("'english'::regconfig"), messages.c.content),
-    postgresql_using="gin",
-)
+sa.Index("messages_search_tsv_idx", messages.c.search_tsv, postgresql_using="gin")
+# What reads of messages select: every column but the search vector, which only search conditions use.
+MESSAGE_COLUMNS = tuple(c for c in messages.c if c.name != "search_tsv")
 
 message_edits = sa.Table(
     "message_edits",

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fechatter_core import events
-from fechatter_core.db.schema import message_pins, messages
+from fechatter_core.db.schema import MESSAGE_COLUMNS, message_pins, messages
 from fechatter_core.errors import conflict, forbidden
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
@@ -121,7 +121,7 @@ async def unpin(ctx: AppContext, caller: AccessClaims, chat_id: int, message_id:
 
 async def list_pins(ctx: AppContext, caller: AccessClaims, chat_id: int) -> list[PinOut]:
     """Every pin of the chat (at most the configured limit), newest pin first."""
-    columns = list(messages.c)
+    columns = list(MESSAGE_COLUMNS)
     async with ctx.engine.connect() as conn:
         await require_member(conn, caller, chat_id)
         rows = (

@@ -3,10 +3,11 @@
 Matching: every word and phrase must occur in the content, case-insensitively, as a substring
 (``content ILIKE '%text%'``, served by the trigram GIN index of migration 0004). That one rule finds whole
 words, prefixes, substrings and text written without spaces (Chinese, Japanese). A word may also match by
-its English stem (``to_tsvector('english', content) @@ plainto_tsquery('english', word)``, served by the
-full-text GIN index), so "study" finds "studies". pg_trgm needs three characters to use its index, so a
-one- or two-character term (many CJK words) is checked by scanning the messages that the other conditions
-leave, which the membership condition bounds to the caller's chats.
+its English stem (``search_tsv @@ plainto_tsquery('english', word)``; ``search_tsv`` is the stored vector
+of migration 0005, with its own GIN index), so "study" finds "studies". pg_trgm needs three characters to
+use its index, so a two-character CJK text is matched through the CJK character pairs ``search_tsv`` also
+holds (the same messages as the substring rule, found by the index); other one- or two-character terms are
+checked by scanning the messages that the other conditions leave.
 
 Ranking: ``ts_rank`` of the words as prefixes over the ``simple`` text vector plus ``ts_rank`` of the
 stemmed words, newest first among equals. To keep a very common word cheap, only the ``rank_window``
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fechatter_core.db.schema import chat_members, chats, message_files, messages
+from fechatter_core.db.schema import MESSAGE_COLUMNS, chat_members, chats, message_files, messages
 from fechatter_core.security import AccessClaims
 from fechatter_server.messages.decorate import decorate
 from fechatter_server.search.engine import SearchPage
@@ -34,23 +35,12 @@ from fechatter_server.search.query import ParsedQuery
 from fechatter_server.views import SearchHitOut, message_out
 
 _WORD = re.compile(r"\w+")
-# The exact expression of messages_content_fts_idx, so the planner can use the index.
 _ENGLISH = sa.text("'english'::regconfig")
 _SIMPLE = sa.text("'simple'::regconfig")
-_ENGLISH_VECTOR = sa.func.to_tsvector(_ENGLISH, messages.c.content)
+# The characters whose adjacent pairs search_tsv holds: the class of fechatter_cjk_bigrams (migration 0005).
+_CJK_PAIR = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]{2}")
 
-_COLUMNS = (
-    messages.c.id,
-    messages.c.chat_id,
-    messages.c.seq,
-    messages.c.sender_id,
-    messages.c.content,
-    messages.c.reply_to,
-    messages.c.idempotency_key,
-    messages.c.created_at,
-    messages.c.edited_at,
-    messages.c.deleted_at,
-)
+_COLUMNS = MESSAGE_COLUMNS
 
 
 def like_pattern(text: str) -> str:
@@ -100,9 +90,13 @@ def conditions(caller: AccessClaims, query: ParsedQuery, chat_id: int | None) ->
     if query.has_file:
         where.append(sa.exists().where(message_files.c.message_id == messages.c.id))
     for text in query.texts:
+        if _CJK_PAIR.fullmatch(text):
+            # Exactly the messages where these two characters are adjacent, as the substring rule would find.
+            where.append(messages.c.search_tsv.op("@@")(sa.func.plainto_tsquery(_SIMPLE, text)))
+            continue
         match = messages.c.content.ilike(like_pattern(text), escape="\\")
         if text in query.terms and _WORD.search(text):
-            stemmed = _ENGLISH_VECTOR.op("@@")(sa.func.plainto_tsquery(_ENGLISH, text))
+            stemmed = messages.c.search_tsv.op("@@")(sa.func.plainto_tsquery(_ENGLISH, text))
             match = sa.or_(match, stemmed)
         where.append(match)
     return where

@@ -130,6 +130,20 @@ async def test_chinese_and_japanese_text_without_spaces(sc: httpx.AsyncClient) -
     hit = (await found(sc, bob, f"{key} ミーティング"))[0]
     assert "<mark>ミーティング</mark>" in hit["highlight"]
     assert await found(sc, bob, f"{key} 大阪") == []
+    if sc.engine == "postgres":  # type: ignore[attr-defined]
+        # Two-character words come from the stored character pairs: adjacent characters only, kept in step
+        # with edits, in Korean as well.
+        ko = await post(sc, alice, chat["id"], f"{key} 내일 회의 북 경")
+        assert [h["message"]["id"] for h in await found(sc, bob, f"{key} 회의")] == [ko["id"]]
+        assert await found(sc, bob, f"{key} 북경") == []
+        edited = await sc.patch(
+            f"/api/chat/{chat['id']}/messages/{zh['id']}",
+            headers=alice.auth,
+            json={"content": f"{key} 上海见"},
+        )
+        assert edited.status_code == 200, edited.text
+        assert await found(sc, bob, f"{key} 北京") == []
+        assert [h["message"]["id"] for h in await found(sc, bob, f"{key} 上海")] == [zh["id"]]
 
 
 async def test_filters_from_in_before_after(sc: httpx.AsyncClient) -> None:
