@@ -23,6 +23,13 @@ export const EVENT_TYPES = [
 
 export type EventType = (typeof EVENT_TYPES)[number]
 
+/**
+ * Events about what is true now (typing, presence): sent live without an `id:` and never replayed. The
+ * browser still gives them the id of the last event that had one, so they must not be taken for a replay of
+ * it, nor move the resume point.
+ */
+const LIVE_ONLY: ReadonlySet<EventType> = new Set<EventType>(['typing_started', 'typing_stopped', 'user_presence'])
+
 export interface EventSourceLike {
   readonly readyState: number
   addEventListener(type: string, listener: (event: MessageEvent) => void): void
@@ -145,7 +152,7 @@ export class SseClient {
   }
 
   private handle(type: EventType, event: MessageEvent): void {
-    const id = event.lastEventId || null
+    const id = LIVE_ONLY.has(type) ? null : event.lastEventId || null
     if (id !== null && this.lastEventId !== null && isNumeric(id) && isNumeric(this.lastEventId)) {
       // Ids increase; one we have already seen is a replay overlap.
       if (BigInt(id) <= BigInt(this.lastEventId)) return
