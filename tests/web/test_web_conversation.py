@@ -322,6 +322,11 @@ async def test_phone_width_direct_message_with_presence(new_page: NewPage, clien
     assert frame is not None and frame["x"] >= 0 and frame["x"] + frame["width"] <= 390
     await phone.get_by_role("button", name="Close").tap()
 
+    # Starting a direct message shows who is around too.
+    await desk.get_by_role("button", name="New direct message").click()
+    await expect(desk.get_by_role("img", name=f"{ANN} is online")).to_be_visible()
+    await desk.keyboard.press("Escape")
+
     # Ben leaves: his dot turns to offline.
     await desk.goto("about:blank")
     await expect(phone.get_by_role("img", name=f"{BEN} is offline")).to_be_visible(timeout=20_000)
