@@ -324,8 +324,10 @@ async def test_phone_width_direct_message_with_presence(new_page: NewPage, clien
 
     # Starting a direct message shows who is around too.
     await desk.get_by_role("button", name="New direct message").click()
-    await expect(desk.get_by_role("img", name=f"{ANN} is online")).to_be_visible()
+    starting = desk.get_by_role("dialog", name="New direct message")
+    await expect(starting.get_by_role("img", name=f"{ANN} is online")).to_be_visible()
     await desk.keyboard.press("Escape")
+    await expect(starting).to_have_count(0)
 
     # Ben leaves: his dot turns to offline.
     await desk.goto("about:blank")
