@@ -56,6 +56,26 @@ describe('SseClient', () => {
     expect(seen.map((e) => e.id)).toEqual(['5', '6', '7'])
   })
 
+  it('passes on live-only events, which the browser labels with the previous id, and resumes after real ones', () => {
+    const { sse, seen } = client()
+    sse.start()
+    const es = FakeEventSource.instances[0]
+    es.open()
+    es.emit('new_message', { seq: 1 }, '5')
+    // Typing and presence carry no id: the browser repeats the last one it saw.
+    es.emit('typing_started', { chat_id: 1, user_id: 2 }, '5')
+    es.emit('user_presence', { user_id: 2, status: 'offline' }, '5')
+    es.emit('typing_stopped', { chat_id: 1, user_id: 2 }, '5')
+    es.emit('new_message', { seq: 1 }, '5') // a real replay is still dropped
+    expect(seen.map((e) => [e.type, e.id])).toEqual([
+      ['new_message', '5'],
+      ['typing_started', null],
+      ['user_presence', null],
+      ['typing_stopped', null],
+    ])
+    expect(sse.lastEventId).toBe('5')
+  })
+
   it('resumes after the last event with a fresh token when it must open a new EventSource', () => {
     const { sse, timers, token } = client()
     sse.start()

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
@@ -69,8 +70,11 @@ async def new_page(
     """Open pages, each in its own browser context (its own storage: another person)."""
     contexts: list[BrowserContext] = []
 
-    async def open_page(width: int = 1200, height: int = 800) -> Page:
-        context = await browser.new_context(base_url=stack.url, viewport={"width": width, "height": height})
+    async def open_page(width: int = 1200, height: int = 800, **options: Any) -> Page:
+        """``options`` go to the browser context (e.g. ``has_touch``, ``is_mobile`` for a phone)."""
+        context = await browser.new_context(
+            base_url=stack.url, viewport={"width": width, "height": height}, **options
+        )
         context.set_default_timeout(10_000)
         contexts.append(context)
         return await context.new_page()

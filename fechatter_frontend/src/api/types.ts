@@ -32,6 +32,12 @@ export interface FileInfo {
   url: string
 }
 
+export interface Reaction {
+  emoji: string
+  count: number
+  user_ids: number[]
+}
+
 export interface Message {
   id: number
   chat_id: number
@@ -44,6 +50,23 @@ export interface Message {
   created_at: string
   edited_at: string | null
   deleted: boolean
+  /** `{emoji, count, user_ids}` in order of first use (absent from servers that predate reactions). */
+  reactions?: Reaction[]
+}
+
+/** `reaction_added` / `reaction_removed` on the live stream. */
+export interface ReactionEvent {
+  chat_id: number
+  message_id: number
+  user_id: number
+  emoji: string
+}
+
+export type PresenceStatus = 'online' | 'away' | 'offline'
+
+export interface Presence {
+  user_id: number
+  status: PresenceStatus
 }
 
 export interface Chat {

@@ -9,7 +9,10 @@ export const EVENT_TYPES = [
   'message_updated',
   'message_deleted',
   'message_read',
+  'reaction_added',
+  'reaction_removed',
   'chat_created',
+  'chat_updated',
   'chat_member_added',
   'chat_member_removed',
   'typing_started',
@@ -19,6 +22,13 @@ export const EVENT_TYPES = [
 ] as const
 
 export type EventType = (typeof EVENT_TYPES)[number]
+
+/**
+ * Events about what is true now (typing, presence): sent live without an `id:` and never replayed. The
+ * browser still gives them the id of the last event that had one, so they must not be taken for a replay of
+ * it, nor move the resume point.
+ */
+const LIVE_ONLY: ReadonlySet<EventType> = new Set<EventType>(['typing_started', 'typing_stopped', 'user_presence'])
 
 export interface EventSourceLike {
   readonly readyState: number
@@ -142,7 +152,7 @@ export class SseClient {
   }
 
   private handle(type: EventType, event: MessageEvent): void {
-    const id = event.lastEventId || null
+    const id = LIVE_ONLY.has(type) ? null : event.lastEventId || null
     if (id !== null && this.lastEventId !== null && isNumeric(id) && isNumeric(this.lastEventId)) {
       // Ids increase; one we have already seen is a replay overlap.
       if (BigInt(id) <= BigInt(this.lastEventId)) return

@@ -26,6 +26,12 @@ export const useChatsStore = defineStore('chats', {
     userName(id: number): string {
       return this.users[id]?.fullname ?? `User ${id}`
     },
+    /** The other person of a direct message (yourself for a note-to-self), or null for other chats. */
+    otherMember(chat: Chat): number | null {
+      if (chat.chat_type !== 'Single') return null
+      const me = useAuthStore().user?.id
+      return chat.member_ids.find((id) => id !== me) ?? me ?? null
+    },
     /** What a person calls a chat: the other person's name for a direct message. */
     displayName(chat: Chat): string {
       if (chat.chat_type === 'Single') {

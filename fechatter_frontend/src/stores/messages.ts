@@ -1,6 +1,8 @@
 import { defineStore } from 'pinia'
 import { api, ApiError, newIdempotencyKey } from '../api/http'
-import type { FileInfo, Message } from '../api/types'
+import type { FileInfo, Message, ReactionEvent } from '../api/types'
+import { reacted, withReaction } from '../lib/reactions'
+import { useAuthStore } from './auth'
 
 export const PAGE_SIZE = 50
 const FILL_PAGE = 200
@@ -28,6 +30,23 @@ export interface PendingMessage {
 }
 
 let wakers: Array<() => void> = []
+
+/**
+ * Sends of one chat go out one after another, in the order they were written: the server numbers messages as
+ * their requests arrive, so two sends in flight at once could swap places.
+ */
+let sendQueues = new Map<number, Promise<unknown>>()
+
+function queued<T>(chatId: number, job: () => Promise<T>): Promise<T> {
+  const before = sendQueues.get(chatId) ?? Promise.resolve()
+  const run = before.then(job, job)
+  const tail = run.catch(() => undefined)
+  sendQueues.set(chatId, tail)
+  void tail.then(() => {
+    if (sendQueues.get(chatId) === tail) sendQueues.delete(chatId)
+  })
+  return run
+}
 
 /** Cut every retry wait short (the browser came back online, the stream reconnected). */
 export function wakeRetries(): void {
@@ -76,6 +95,8 @@ export const useMessagesStore = defineStore('messages', {
     logs: {} as Record<number, ChatLog>,
     pending: [] as PendingMessage[],
     filling: {} as Record<number, boolean>,
+    /** message id -> reaction toggles of ours still waiting for the server */
+    reacting: {} as Record<number, number>,
   }),
   getters: {
     log: (s) => (chatId: number): ChatLog | undefined => s.logs[chatId],
@@ -188,7 +209,7 @@ export const useMessagesStore = defineStore('messages', {
         created_at: new Date().toISOString(),
       }
       this.pending.push(pending)
-      return this.deliver(pending.key)
+      return queued(chatId, () => this.deliver(pending.key))
     },
     retry(key: string): Promise<Message | null> {
       const p = this.pending.find((x) => x.key === key)
@@ -238,7 +259,46 @@ export const useMessagesStore = defineStore('messages', {
         if (m) this.insert(chatId, [{ ...m, deleted: true, content: '', edited_at: new Date().toISOString() }])
       }
     },
+    /** Replace one message's reactions where we hold it (the list keeps its seq order and identity otherwise). */
+    setReactions(chatId: number, messageId: number, update: (m: Message) => Message['reactions']) {
+      const log = this.logs[chatId]
+      if (!log) return
+      const i = log.items.findIndex((m) => m.id === messageId)
+      if (i < 0) return
+      const m = log.items[i]
+      log.items[i] = { ...m, reactions: update(m) }
+    },
+    /** `reaction_added` / `reaction_removed` from the live stream. */
+    applyReaction(event: ReactionEvent, add: boolean) {
+      this.setReactions(event.chat_id, event.message_id, (m) => withReaction(m.reactions ?? [], event.user_id, event.emoji, add))
+    },
+    /**
+     * Give or take back our reaction: shown at once, then sent. The server's answer (the message with all its
+     * reactions) replaces ours unless another toggle of that message is still on its way.
+     */
+    async toggleReaction(chatId: number, messageId: number, emoji: string) {
+      const me = useAuthStore().user?.id
+      const m = this.logs[chatId]?.items.find((x) => x.id === messageId)
+      if (me === undefined || !m || m.deleted) return
+      const add = !reacted(m.reactions, me, emoji)
+      this.applyReaction({ chat_id: chatId, message_id: messageId, user_id: me, emoji }, add)
+      this.reacting[messageId] = (this.reacting[messageId] ?? 0) + 1
+      const path = `/api/chat/${chatId}/messages/${messageId}/reactions`
+      try {
+        const { data } = add ? await api.post<Message>(path, { emoji }) : await api.del<Message>(path, { emoji })
+        if (this.reacting[messageId] === 1 && data && Array.isArray(data.reactions)) {
+          this.setReactions(chatId, messageId, () => data.reactions)
+        }
+      } catch (e) {
+        this.applyReaction({ chat_id: chatId, message_id: messageId, user_id: me, emoji }, !add)
+        throw e
+      } finally {
+        this.reacting[messageId] -= 1
+        if (this.reacting[messageId] <= 0) delete this.reacting[messageId]
+      }
+    },
     reset() {
+      sendQueues = new Map()
       this.$reset()
     },
   },

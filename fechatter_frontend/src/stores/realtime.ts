@@ -1,9 +1,10 @@
 import { defineStore } from 'pinia'
-import type { Message } from '../api/types'
+import type { Message, PresenceStatus, ReactionEvent } from '../api/types'
 import { SseClient, type EventSourceFactory, type EventType } from '../realtime/sse'
 import { useAuthStore } from './auth'
 import { useChatsStore } from './chats'
 import { useMessagesStore, wakeRetries } from './messages'
+import { usePresenceStore } from './presence'
 
 let client: SseClient | null = null
 /** Events are applied one after another, in stream order, even when applying one waits on the network. */
@@ -30,7 +31,11 @@ export const useRealtimeStore = defineStore('realtime', {
         onStatus: (s) => {
           const was = this.status
           this.status = s
-          if (s === 'open' && was !== 'open') wakeRetries()
+          if (s === 'open' && was !== 'open') {
+            wakeRetries()
+            // Presence changes are not replayed on resume: ask for the current state.
+            void usePresenceStore().load()
+          }
         },
         onEvent: (type, data) => {
           queue = queue.then(() => this.dispatch(type, data)).catch(() => {})
@@ -73,6 +78,20 @@ export const useRealtimeStore = defineStore('realtime', {
           if (chat?.last_message?.seq === m.seq) chat.last_message = m
           break
         }
+        case 'reaction_added':
+        case 'reaction_removed': {
+          messages.applyReaction(data as ReactionEvent, type === 'reaction_added')
+          break
+        }
+        case 'user_presence': {
+          const d = data as { user_id: number; status: PresenceStatus }
+          usePresenceStore().set(d.user_id, d.status)
+          break
+        }
+        case 'chat_updated': {
+          await chats.reloadChats()
+          break
+        }
         case 'message_read': {
           const d = data as { chat_id: number; user_id: number }
           chats.setRead(d.user_id)
@@ -99,6 +118,7 @@ export const useRealtimeStore = defineStore('realtime', {
         }
         case 'resync_required': {
           await chats.load()
+          await usePresenceStore().load()
           for (const id of Object.keys(messages.logs)) await messages.reload(Number(id))
           break
         }

@@ -1,0 +1,334 @@
+"""Conversation features in a real browser against the real stack: what one person does (edit, delete, reply,
+react, type) the other sees live; theme, search filters, presence and the phone layout."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from playwright.async_api import Locator, Page, expect
+
+from tests.conftest import User, create_chat, invite, signup, unique_email
+from tests.web import ui
+from tests.web.conftest import NewPage
+
+pytestmark = pytest.mark.e2e
+
+ANN, BEN = "Ann Author", "Ben Reader"
+
+
+@dataclass
+class Pair:
+    ann: Page
+    ben: Page
+    ann_user: User
+    ben_user: User
+    chat: dict
+
+
+async def two_people(client: httpx.AsyncClient) -> tuple[User, User, dict[int, str]]:
+    """Ann owns a fresh workspace and Ben joined it by invite; their email addresses by user id."""
+    ann_email, ben_email = unique_email("ann"), unique_email("ben")
+    ann = await signup(client, email=ann_email, fullname=ANN, workspace_name="Conversation")
+    ben = await signup(client, email=ben_email, fullname=BEN, invite_code=await invite(client, ann))
+    return ann, ben, {ann.id: ann_email, ben.id: ben_email}
+
+
+async def pair_in_chat(new_page: NewPage, client: httpx.AsyncClient, name: str) -> Pair:
+    """Ann and Ben, each in their own browser, both looking at the group chat ``name``."""
+    ann_user, ben_user, emails = await two_people(client)
+    chat = await create_chat(client, ann_user, [ben_user], name=name, chat_type="Group")
+    ann, ben = await new_page(), await new_page()
+    for page, user in ((ann, ann_user), (ben, ben_user)):
+        await ui.sign_in(page, emails[user.id])
+        await page.get_by_role("link", name=name).click()
+        await expect(page.get_by_role("heading", name=name)).to_be_visible()
+        # Live from here on: the stream is open before anything is said.
+        await expect(page.get_by_role("img", name="Connected")).to_be_visible()
+    return Pair(ann, ben, ann_user, ben_user, chat)
+
+
+def message(page: Page, text: str) -> Locator:
+    return ui.messages(page).filter(has_text=text)
+
+
+async def use_tool(page: Page, text: str, tool: str) -> None:
+    """Point at a message (its tools show on hover) and press one of them."""
+    item = message(page, text)
+    await item.hover()
+    await item.get_by_role("button", name=tool, exact=True).click()
+
+
+async def test_an_edit_reaches_the_other_person_live(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    p = await pair_in_chat(new_page, client, "edits")
+    await ui.send(p.ann, "first draft")
+    await expect(message(p.ben, "first draft")).to_have_count(1)
+
+    await use_tool(p.ann, "first draft", "Edit")
+    editor = p.ann.get_by_role("textbox", name="Edit message")
+    await expect(editor).to_have_value("first draft")
+    await editor.fill("final wording")
+    await editor.press("Enter")
+
+    await expect(message(p.ben, "final wording")).to_have_count(1)
+    await expect(message(p.ben, "final wording")).to_contain_text("(edited)")
+    await expect(message(p.ben, "first draft")).to_have_count(0)
+    # Only the sender may edit: Ben's tools on Ann's message have no Edit.
+    await message(p.ben, "final wording").hover()
+    await expect(message(p.ben, "final wording").get_by_role("button", name="Reply")).to_be_visible()
+    await expect(message(p.ben, "final wording").get_by_role("button", name="Edit")).to_have_count(0)
+    # The server has it too.
+    await p.ben.reload()
+    await expect(message(p.ben, "final wording")).to_contain_text("(edited)")
+
+
+async def test_a_delete_removes_the_message_for_the_other_person(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    p = await pair_in_chat(new_page, client, "deletes")
+    await ui.send(p.ann, "keep this one")
+    await ui.send(p.ann, "oops, wrong chat")
+    await expect(message(p.ben, "oops, wrong chat")).to_have_count(1)
+
+    # Cancelling the confirmation keeps the message.
+    p.ann.once("dialog", lambda dialog: dialog.dismiss())
+    await use_tool(p.ann, "oops, wrong chat", "Delete")
+    await expect(message(p.ann, "oops, wrong chat")).to_have_count(1)
+
+    p.ann.once("dialog", lambda dialog: dialog.accept())
+    await use_tool(p.ann, "oops, wrong chat", "Delete")
+    for page in (p.ann, p.ben):
+        await expect(message(page, "oops, wrong chat")).to_have_count(0)
+        await expect(message(page, "This message was deleted")).to_have_count(1)
+        await expect(message(page, "keep this one")).to_have_count(1)
+    await p.ben.reload()
+    await expect(message(p.ben, "This message was deleted")).to_have_count(1)
+    await expect(message(p.ben, "oops, wrong chat")).to_have_count(0)
+
+
+async def test_a_reply_shows_what_it_replies_to(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    p = await pair_in_chat(new_page, client, "replies")
+    await ui.send(p.ann, "lunch at noon?")
+    await ui.send(p.ann, "or at one")
+    await expect(message(p.ben, "or at one")).to_have_count(1)
+
+    await use_tool(p.ben, "lunch at noon?", "Reply")
+    await expect(p.ben.get_by_text(f"Replying to {ANN}")).to_be_visible()
+    await ui.send(p.ben, "noon works")
+    await expect(p.ben.get_by_text(f"Replying to {ANN}")).to_have_count(0)
+
+    for page in (p.ann, p.ben):
+        reply = message(page, "noon works")
+        await expect(reply).to_have_count(1)
+        await expect(reply).to_contain_text("reply to")
+        await expect(reply).to_contain_text(ANN)
+        await expect(reply).to_contain_text("lunch at noon?")
+        await expect(reply).not_to_contain_text("or at one")
+    response = await client.get(f"/api/chat/{p.chat['id']}/messages", headers=p.ann_user.auth)
+    by_content = {m["content"]: m for m in response.json()["data"]}
+    assert by_content["noon works"]["reply_to"] == by_content["lunch at noon?"]["id"]
+
+
+async def test_reactions_are_counted_live_and_toggle(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    p = await pair_in_chat(new_page, client, "reactions")
+    await ui.send(p.ben, "ship it?")
+    await expect(message(p.ann, "ship it?")).to_have_count(1)
+
+    # Ann reacts with the picker; Ben sees the count live.
+    await use_tool(p.ann, "ship it?", "React")
+    await message(p.ann, "ship it?").get_by_role("button", name="React with 👍").click()
+    mine = message(p.ann, "ship it?").get_by_role("button", name="👍 1")
+    await expect(mine).to_have_attribute("aria-pressed", "true")
+    theirs = message(p.ben, "ship it?").get_by_role("button", name="👍 1")
+    await expect(theirs).to_be_visible()
+    await expect(theirs).to_have_attribute("aria-pressed", "false")
+
+    # Ben adds his by clicking the reaction itself: two, for both.
+    await theirs.click()
+    for page in (p.ann, p.ben):
+        await expect(message(page, "ship it?").get_by_role("button", name="👍 2")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+
+    # Ann takes hers back: one left, Ben's.
+    await message(p.ann, "ship it?").get_by_role("button", name="👍 2").click()
+    await expect(message(p.ben, "ship it?").get_by_role("button", name="👍 1")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(message(p.ann, "ship it?").get_by_role("button", name="👍 1")).to_have_attribute(
+        "aria-pressed", "false"
+    )
+    # What the server keeps is what both see.
+    await p.ann.reload()
+    await expect(message(p.ann, "ship it?").get_by_role("button", name="👍 1")).to_be_visible()
+    response = await client.get(f"/api/chat/{p.chat['id']}/messages", headers=p.ann_user.auth)
+    (shipped,) = [m for m in response.json()["data"] if m["content"] == "ship it?"]
+    assert shipped["reactions"] == [{"emoji": "👍", "count": 1, "user_ids": [p.ben_user.id]}]
+
+
+async def test_the_other_person_sees_who_is_typing(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    p = await pair_in_chat(new_page, client, "typing")
+    # A message first: typing events come after events that carry ids, and must not pass for replays of them.
+    await ui.send(p.ben, "done yet?")
+    await expect(message(p.ann, "done yet?")).to_have_count(1)
+    indicator = p.ben.get_by_text(f"{ANN} is typing…")
+    await expect(indicator).to_have_count(0)
+    await p.ann.get_by_role("textbox", name="Message").press_sequentially("almost done", delay=40)
+    await expect(indicator).to_be_visible()
+    # Ann never sees herself typing.
+    await expect(p.ann.get_by_text("is typing")).to_have_count(0)
+    # Sending ends it at once (well before the indicator would lapse by itself).
+    await p.ann.get_by_role("button", name="Send").click()
+    await expect(message(p.ben, "almost done")).to_have_count(1)
+    await expect(indicator).to_have_count(0, timeout=3_000)
+
+
+async def background(page: Page) -> str:
+    return await page.evaluate("getComputedStyle(document.body).backgroundColor")
+
+
+async def test_theme_toggle_persists_over_reload(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    ann, _, emails = await two_people(client)
+    page = await new_page()
+    await page.emulate_media(color_scheme="light")
+    await ui.sign_in(page, emails[ann.id])
+    light = await background(page)
+    assert light == "rgb(255, 255, 255)"
+
+    await page.get_by_role("button", name="Switch to dark theme").click()
+    await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    dark = await background(page)
+    assert dark != light
+    await page.reload()
+    await expect(page.get_by_role("button", name="Switch to light theme")).to_be_visible()
+    assert await background(page) == dark
+    # The profile's theme choice agrees.
+    await page.get_by_role("button", name=ANN).click()
+    await expect(page.get_by_role("radio", name="Dark")).to_be_checked()
+    await page.get_by_role("button", name="Done").click()
+
+    await page.get_by_role("button", name="Switch to light theme").click()
+    await page.reload()
+    await expect(page.get_by_role("button", name="Switch to dark theme")).to_be_visible()
+    await expect(page.locator("html")).to_have_attribute("data-theme", "light")
+    assert await background(page) == light
+
+
+async def test_search_filters_compose_the_query(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    ann, ben, emails = await two_people(client)
+    room = await create_chat(client, ann, [ben], name="search-room", chat_type="Group")
+    other = await create_chat(client, ann, [ben], name="other-room", chat_type="Group")
+    word = f"quartzite{int(dt.datetime.now().timestamp())}"
+    for user, chat in ((ann, room), (ben, room), (ben, other)):
+        response = await client.post(
+            f"/api/chat/{chat['id']}/messages", headers=user.auth, json={"content": f"{word} from {user.id}"}
+        )
+        assert response.status_code == 201, response.text
+    page = await new_page()
+    await ui.sign_in(page, emails[ann.id])
+    await asyncio.sleep(1.0)  # API.md: findable within one second of the send returning
+    await page.get_by_label("Search messages").fill(word)
+    await page.get_by_label("Search messages").press("Enter")
+    results = page.get_by_role("list", name="Search results").get_by_role("listitem")
+    composed = page.get_by_test_id("search-composed")
+    await expect(results).to_have_count(3)
+
+    await page.get_by_label("From").select_option(label=BEN)
+    await expect(composed).to_have_text(f"{word} from:{ben.id}")
+    await expect(results).to_have_count(2)
+    await expect(results.filter(has_text=f"from {ann.id}")).to_have_count(0)
+
+    await page.get_by_label("In", exact=True).select_option(label="other-room")
+    await expect(composed).to_have_text(f"{word} from:{ben.id} in:{other['id']}")
+    await expect(results).to_have_count(1)
+    await expect(results.first).to_contain_text("other-room")
+
+    await page.get_by_label("Has a file").check()
+    await expect(composed).to_have_text(f"{word} from:{ben.id} in:{other['id']} has:file")
+    await expect(results.filter(has_text="No messages found.")).to_have_count(1)
+    await page.get_by_label("Has a file").uncheck()
+    await expect(results.filter(has_text=word)).to_have_count(1)
+
+    today = dt.datetime.now(dt.UTC).date()
+    long_ago = (today - dt.timedelta(days=3)).isoformat()
+    await page.get_by_label("Before").fill(long_ago)
+    await expect(composed).to_have_text(f"{word} from:{ben.id} in:{other['id']} before:{long_ago}")
+    await expect(results.filter(has_text="No messages found.")).to_have_count(1)
+    await page.get_by_label("Before").fill("")
+    await page.get_by_label("After").fill(long_ago)
+    await expect(composed).to_have_text(f"{word} from:{ben.id} in:{other['id']} after:{long_ago}")
+    await expect(results.filter(has_text=word)).to_have_count(1)
+
+    await page.get_by_role("button", name="Clear filters").click()
+    await expect(composed).to_have_text(word)
+    await expect(results).to_have_count(3)
+
+
+async def test_phone_width_direct_message_with_presence(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    ann, ben, emails = await two_people(client)
+    await create_chat(client, ann, [ben], name="dm", chat_type="Single")
+    desk = await new_page()
+    await ui.sign_in(desk, emails[ben.id])
+    phone = await new_page(width=390, height=844, has_touch=True, is_mobile=True)
+    await ui.sign_in(phone, emails[ann.id])
+
+    async def fits() -> None:
+        width = await phone.evaluate("document.scrollingElement.scrollWidth")
+        assert width <= 390, f"the page scrolls sideways: {width}px"
+
+    # The list of chats fills the phone, with Ben's presence beside his direct message.
+    nav = phone.get_by_role("navigation", name="Workspace")
+    await expect(nav).to_be_visible()
+    await expect(phone.get_by_role("img", name=f"{BEN} is online")).to_be_visible()
+    box = await nav.bounding_box()
+    assert box is not None and box["width"] >= 380
+    await fits()
+
+    # The chat takes the whole screen; Ben's message arrives live and Ann reacts and replies by touch.
+    await phone.get_by_role("link", name=BEN).tap()
+    await expect(phone.get_by_role("heading", name=BEN)).to_be_visible()
+    await expect(nav).to_be_hidden()
+    await expect(phone.get_by_text("Online", exact=True)).to_be_visible()
+    await desk.get_by_role("link", name=ANN).click()
+    await ui.send(desk, "are you on the train?")
+    await expect(message(phone, "are you on the train?")).to_have_count(1)
+    item = message(phone, "are you on the train?")
+    await item.get_by_role("button", name="React", exact=True).tap()
+    pick = item.get_by_role("button", name="React with 🎉")
+    picked = await pick.bounding_box()
+    assert picked is not None and picked["x"] + picked["width"] <= 390
+    await pick.tap()
+    await expect(message(desk, "are you on the train?").get_by_role("button", name="🎉 1")).to_be_visible()
+    await item.get_by_role("button", name="Reply", exact=True).tap()
+    await ui.send(phone, "yes, 5 minutes")
+    await expect(message(desk, "yes, 5 minutes")).to_contain_text("are you on the train?")
+    composer = await phone.get_by_role("textbox", name="Message").bounding_box()
+    send = await phone.get_by_role("button", name="Send").bounding_box()
+    assert composer is not None and send is not None
+    assert send["x"] + send["width"] <= 390 and composer["y"] + composer["height"] <= 844
+    await fits()
+
+    # Back to the list; search opens in a dialog that fits the screen.
+    await phone.get_by_role("link", name="Back to chats").tap()
+    await expect(nav).to_be_visible()
+    await phone.get_by_label("Search messages").fill("train")
+    await phone.get_by_label("Search messages").press("Enter")
+    dialog = phone.get_by_role("dialog", name="Search messages")
+    await expect(dialog).to_be_visible()
+    frame = await dialog.bounding_box()
+    assert frame is not None and frame["x"] >= 0 and frame["x"] + frame["width"] <= 390
+    await phone.get_by_role("button", name="Close").tap()
+
+    # Starting a direct message shows who is around too.
+    await desk.get_by_role("button", name="New direct message").click()
+    starting = desk.get_by_role("dialog", name="New direct message")
+    await expect(starting.get_by_role("img", name=f"{ANN} is online")).to_be_visible()
+    await desk.keyboard.press("Escape")
+    await expect(starting).to_have_count(0)
+
+    # Ben leaves: his dot turns to offline.
+    await desk.goto("about:blank")
+    await expect(phone.get_by_role("img", name=f"{BEN} is offline")).to_be_visible(timeout=20_000)
