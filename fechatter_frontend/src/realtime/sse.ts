@@ -15,6 +15,7 @@ export const EVENT_TYPES = [
   'chat_updated',
   'chat_member_added',
   'chat_member_removed',
+  'chat_member_updated',
   'typing_started',
   'typing_stopped',
   'user_presence',

@@ -88,7 +88,9 @@ export const useRealtimeStore = defineStore('realtime', {
           usePresenceStore().set(d.user_id, d.status)
           break
         }
-        case 'chat_updated': {
+        case 'chat_updated':
+        case 'chat_member_updated': {
+          // A rename, an archive or a new admin: what the chat list shows and what the caller may do.
           await chats.reloadChats()
           break
         }
