@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fechatter_core.db.schema import MESSAGE_COLUMNS, chat_members, chats, message_files, messages
@@ -64,17 +64,23 @@ def prefix_tsquery(texts: tuple[str, ...]) -> str | None:
     return " | ".join(f"'{w}':*" for w in words)
 
 
-def _member_chats(caller: AccessClaims) -> sa.Select[Any]:
-    return (
-        sa.select(chat_members.c.chat_id)
+def _member_chats(caller: AccessClaims) -> sa.ColumnElement[Any]:
+    """The caller's chats as one array, computed once at the start of the statement. As an array the planner
+    can combine the ``chat_id`` index with the text indexes (a bitmap AND) when the caller's chats hold a
+    small share of the messages; as an ``IN (subquery)`` it walked the newest messages of every chat and
+    dropped the ones of other chats afterwards."""
+    ids = (
+        sa.select(sa.func.array_agg(chat_members.c.chat_id))
         .join(chats, chats.c.id == chat_members.c.chat_id)
         .where(chat_members.c.user_id == caller.user_id, chats.c.workspace_id == caller.workspace_id)
+        .scalar_subquery()
     )
+    return sa.any_(sa.cast(ids, ARRAY(sa.BigInteger)))
 
 
 def conditions(caller: AccessClaims, query: ParsedQuery, chat_id: int | None) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = [
-        messages.c.chat_id.in_(_member_chats(caller)),
+        messages.c.chat_id == _member_chats(caller),
         messages.c.deleted_at.is_(None),
     ]
     if chat_id is not None:
@@ -148,6 +154,9 @@ class PostgresSearch:
             # The driver prepares statements, and after a few runs PostgreSQL may switch to a generic plan
             # that cannot see the LIKE pattern: a two-character term would then scan the whole trigram index.
             await conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            # Parallel workers start in milliseconds each; for a query that stops at a few hundred rows that
+            # is most of its time on a small machine (measured: 130 ms with them, 60 ms without).
+            await conn.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
             rows = (await conn.execute(statement)).all()
             hits = [
                 SearchHitOut(
