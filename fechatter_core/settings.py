@@ -20,6 +20,9 @@ class ServerSettings(_Section, kw_only=True):
     host: str = "127.0.0.1"
     port: int
     workers: int = 1
+    # The event loop Granian runs the app on: the standard asyncio loop, or uvloop (libuv), whose socket
+    # work costs less (the gateway, which does little else, uses it).
+    loop: Literal["asyncio", "uvloop"] = "asyncio"
 
 
 class DatabaseSettings(_Section, kw_only=True):
