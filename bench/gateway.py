@@ -4,6 +4,7 @@ to the chat API, measured in one run, in alternating rounds, with the same clien
     .venv/bin/python bench/gateway.py                  # starts its own stack in a temp dir, then stops it
     .venv/bin/python bench/gateway.py --seconds 3 --concurrency 16,64 --rounds 2
     .venv/bin/python bench/gateway.py --baseline /tmp/old-tree   # also a gateway from another checkout
+    .venv/bin/python bench/gateway.py --baseline /tmp/old-tree --baseline-env GATEWAY_LOOP=asyncio
 
 The client is ``wrk`` (one thread) when it is installed, else a small keep-alive HTTP/1.1 client on raw
 asyncio streams (``--client python``), so that the client is not what is measured. The stack runs with
@@ -242,13 +243,13 @@ def report(totals: dict[str, Result], concurrency: int) -> str:
 
 
 @contextlib.contextmanager
-def baseline_gateway(source: Path, gateway_pid: int) -> Iterator[tuple[str, int]]:
+def baseline_gateway(source: Path, gateway_pid: int, extra_env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """A second gateway process running ``source``'s ``gateway`` package with the stack gateway's
-    environment (configuration, upstreams, Redis) on a port of its own."""
+    environment (configuration, upstreams, Redis), changed by ``extra_env``, on a port of its own."""
     import httpx
     import psutil
 
-    env = psutil.Process(gateway_pid).environ()
+    env = {**psutil.Process(gateway_pid).environ(), **extra_env}
     (port,) = free_ports(1)
     env["GATEWAY_PORT"] = str(port)
     env["GATEWAY_HOST"] = "127.0.0.1"
@@ -308,6 +309,13 @@ def main() -> int:
         "--client", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python"
     )
     parser.add_argument("--baseline", type=Path, help="a source tree whose gateway is measured too")
+    parser.add_argument(
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable set for the baseline gateway only (e.g. GATEWAY_LOOP=asyncio); may repeat",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in str(args.concurrency).split(",")]
     with tempfile.TemporaryDirectory(prefix="fechatter-bench-") as tmp:
@@ -329,7 +337,10 @@ def main() -> int:
             }
             with contextlib.ExitStack() as extra:
                 if args.baseline:
-                    url, pid = extra.enter_context(baseline_gateway(args.baseline.resolve(), gateway_pid))
+                    extra_env = dict(item.split("=", 1) for item in args.baseline_env)
+                    url, pid = extra.enter_context(
+                        baseline_gateway(args.baseline.resolve(), gateway_pid, extra_env)
+                    )
                     targets["baseline"] = (url, pid)
                 for level in levels:
                     results[level] = asyncio.run(

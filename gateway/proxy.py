@@ -146,7 +146,8 @@ class Proxy:
             if key == b"idempotency-key":
                 idempotency_key = True
             lines.append(b"%s: %s\r\n" % (key, value))
-        if declared is not None and not declared.isdigit():
+        if chunked_in or (declared is not None and not declared.isdigit()):
+            # A chunked body's length is counted as it streams (a Content-Length beside it means nothing).
             declared = None
             chunked_in = True
         if declared is not None and int(declared) > body_limit:

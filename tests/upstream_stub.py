@@ -9,7 +9,8 @@ gateway process in front of these. Routes:
   ``{"received": n}``. ``body_started`` is set at the first byte, ``received`` counts them.
 - ``GET …/download?size=N``: N bytes, sized; the first ``HOLD_BYTES`` at once and the rest only once
   ``release`` is set (when ``hold`` is in the query) or straight away.
-- anything else: ``{"server": name, "path": ..., "headers": {...}}``.
+- ``GET …/status?code=N``: status N with an empty body.
+- anything else: ``{"server": name, "path": ..., "headers": {...}}`` (for HEAD, only its head).
 """
 
 from __future__ import annotations
@@ -160,7 +161,17 @@ class UpstreamStub:
                 left -= min(left, PIECE)
                 await writer.drain()
             return True
+        if route == "status":
+            # An answer without a body, whatever its headers say (204, 304).
+            writer.write(b"HTTP/1.1 %s X\r\ncontent-length: 0\r\n\r\n" % query["code"][0].encode())
+            return True
         body = json.dumps({"server": self.name, "path": parts.path, "headers": headers}).encode()
+        if method == "HEAD":
+            # The head of the GET answer: its Content-Length, no body.
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+            )
+            return True
         _respond(writer, 200, body)
         return True
 

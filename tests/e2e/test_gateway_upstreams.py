@@ -216,6 +216,34 @@ async def test_a_streamed_body_over_the_limit_is_refused_and_never_completes(tmp
             assert ok.json() == {"received": 1000}
 
 
+async def test_answers_without_a_body_leave_the_connection_usable(tmp_path: Path) -> None:
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat]) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+    ):
+        for _ in range(3):
+            head = await http.head("/api/who")
+            assert head.status_code == 200
+            assert head.content == b""
+            assert int(head.headers["content-length"]) > 0
+            for code in (204, 304):
+                empty = await http.get("/api/status", params={"code": code})
+                assert empty.status_code == code
+                assert empty.content == b""
+            got = await http.get("/api/who")
+            assert got.json()["server"] == "chat"
+        # Chunked bodies, large and empty, arrive whole.
+        for size in (0, 1, 300_000):
+
+            async def body(size: int = size) -> AsyncIterator[bytes]:
+                if size:
+                    yield b"c" * size
+
+            response = await http.post("/api/upload", content=body())
+            assert response.json() == {"received": size}
+
+
 # -- active health checks ----------------------------------------------------------------------------
 
 
