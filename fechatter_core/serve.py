@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from granian import Granian
-from granian.constants import Interfaces
+from granian.constants import Interfaces, Loops
 from granian.log import LogLevels
 
 from fechatter_core.config import ConfigError, load_config
@@ -56,6 +56,7 @@ def run_service(service: str, config_name: str, settings_type: type, app_factory
         address=host,
         port=port,
         workers=settings.server.workers,
+        loop=Loops(settings.server.loop),
         log_level=LogLevels(settings.log.level),
         log_access=False,
         # SSE streams are long-lived; without this a restart would wait on them forever.

@@ -6,6 +6,7 @@ reached) is written once. ``forbid_unknown_fields`` turns a typo in a YAML key i
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 import msgspec
@@ -19,6 +20,9 @@ class ServerSettings(_Section, kw_only=True):
     host: str = "127.0.0.1"
     port: int
     workers: int = 1
+    # The event loop Granian runs the app on: the standard asyncio loop, or uvloop (libuv), whose socket
+    # work costs less (the gateway, which does little else, uses it).
+    loop: Literal["asyncio", "uvloop"] = "asyncio"
 
 
 class DatabaseSettings(_Section, kw_only=True):
@@ -257,6 +261,22 @@ class BodyLimitSettings(_Section, kw_only=True):
     upload_bytes: int = 10 * 1024 * 1024 + 64 * 1024
 
 
+class HealthCheckSettings(_Section, kw_only=True):
+    # Active health checks of every upstream instance (GET its health_path) by the gateway.
+    enabled: bool = True
+    interval_seconds: float = 5.0
+    timeout_seconds: float = 2.0
+    # Probes failed in a row that take an instance out of rotation, and passed in a row that put it back.
+    unhealthy_after: int = 2
+    healthy_after: int = 1
+
+    def __post_init__(self) -> None:
+        if self.interval_seconds <= 0 or self.timeout_seconds <= 0:
+            raise ValueError("interval_seconds and timeout_seconds must be positive")
+        if self.unhealthy_after < 1 or self.healthy_after < 1:
+            raise ValueError("unhealthy_after and healthy_after must be at least 1")
+
+
 class TlsSettings(_Section, kw_only=True):
     cert: str = ""
     key: str = ""
@@ -290,9 +310,23 @@ class GatewaySettings(_Section, kw_only=True):
     upstream_connect_timeout_seconds: float = 2.0
     # A replica that refused a connection is skipped for this long.
     upstream_down_seconds: float = 5.0
+    health_checks: HealthCheckSettings = msgspec.field(default_factory=HealthCheckSettings)
+    # Addresses or CIDR blocks (entries may hold several, comma-separated) of proxies in front of the
+    # gateway: only a request from one of them has its client address taken from X-Forwarded-For.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
     redis: RedisSettings | None = None
     rate_limits: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
     body_limits: BodyLimitSettings = msgspec.field(default_factory=BodyLimitSettings)
     security_headers: SecurityHeaderSettings = msgspec.field(default_factory=SecurityHeaderSettings)
     tls: TlsSettings = msgspec.field(default_factory=TlsSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
+
+    def __post_init__(self) -> None:
+        for entry in self.trusted_proxies:
+            for item in (part.strip() for part in entry.split(",")):
+                if not item:
+                    continue
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"trusted_proxies: {item!r} is not an address or CIDR block") from None

@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Response, get
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,12 +16,14 @@ from fechatter_core.logs import configure_logging
 from fechatter_core.settings import GatewaySettings
 from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
 from gateway.cors import Cors
+from gateway.forwarded import ClientAddress
 from gateway.frontend import frontend_handlers
 from gateway.headers import SecurityHeaders
-from gateway.health import health_all
+from gateway.health import HealthChecker, health_all
 from gateway.limits import Limiter, classify
-from gateway.proxy import NoCookies, Proxy, drain, send_error
+from gateway.proxy import Proxy, drain, send_error
 from gateway.routing import PathTemplates, RoutingTable
+from gateway.upstream import Pool
 
 SERVICE = "gateway"
 OWN_PATHS = {"/health", "/api/health", "/metrics", "/api/health/all", "/gateway/health"}
@@ -46,6 +47,8 @@ class GatewayApp:
         self.table = RoutingTable(settings)
         self.templates = PathTemplates()
         self.proxy: Proxy | None = None
+        self.pool: Pool | None = None
+        self.client_address = ClientAddress(settings.trusted_proxies)
         self.cors = Cors(settings.cors.allow_origins)
         self.security_headers = SecurityHeaders(
             settings.security_headers, tls=bool(settings.tls.cert and settings.tls.key)
@@ -67,27 +70,24 @@ class GatewayApp:
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Litestar) -> AsyncIterator[None]:
-            timeout = self.settings.upstream_timeout_seconds
-            client = httpx.AsyncClient(
-                timeout=httpx.Timeout(
-                    timeout, connect=self.settings.upstream_connect_timeout_seconds, pool=timeout
-                ),
-                limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
-                follow_redirects=False,
-                cookies=NoCookies(),
-            )
-            self.proxy = Proxy(self.table, client, first_byte_timeout=timeout)
+            # No cookie jar and no redirects: the pool relays exactly what each side sent, so a Set-Cookie
+            # meant for one client never travels with another client's request.
+            self.pool = pool = Pool(self.settings.upstream_connect_timeout_seconds)
+            self.proxy = Proxy(self.table, pool, timeout=self.settings.upstream_timeout_seconds)
+            checker = HealthChecker(self.table, pool, self.settings.health_checks)
+            checker.start()
             try:
                 yield
             finally:
-                await client.aclose()
+                await checker.stop()
+                pool.close()
                 if redis is not None:
                     await redis.aclose()
 
         @get("/api/health/all", include_in_schema=False)
         async def all_health() -> Response[Any]:
-            assert self.proxy is not None
-            status, body = await health_all(self.table, self.proxy.client)
+            assert self.pool is not None
+            status, body = await health_all(self.table, self.pool)
             _, own = await health.report()
             if own["status"] != "ok":
                 # The gateway's own state (Redis for rate limits) counts too.
@@ -115,6 +115,7 @@ class GatewayApp:
         if scope["type"] != "http":
             await self.litestar(scope, receive, send)
             return
+        self.client_address.resolve(scope)
         send = self.security_headers.wrap_send(scope, send)
         if await self.cors.preflight(scope, send):
             return

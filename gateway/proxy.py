@@ -1,20 +1,18 @@
-"""Streaming reverse proxy (raw ASGI, for speed): request bodies are forwarded, response bodies are
-relayed chunk by chunk as they arrive, so Server-Sent Events flow through unbuffered."""
+"""Streaming reverse proxy (raw ASGI, for speed): a request body is written to the service as it arrives
+(its size limit counted as it streams), and the response is relayed chunk by chunk as it arrives, so file
+downloads are never held whole and Server-Sent Events flow through unbuffered."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from http.cookiejar import Cookie, CookieJar
-from typing import Any
 
-import httpx
 import msgspec
-from litestar.types import Receive, Scope, Send
+from litestar.types import Message, Receive, Scope, Send
 
 from fechatter_core.errors import error_body
 from gateway.routing import Route, RoutingTable
+from gateway.upstream import ConnectFailed, Connection, Pool, UpstreamClosed, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +27,7 @@ HOP_BY_HOP = {
     b"upgrade",
     b"host",
     b"content-length",
+    b"expect",
 }
 # Set by the gateway itself: a client-supplied value must never reach a service (it would let a client
 # pick the address that rate limits count).
@@ -80,18 +79,12 @@ async def drain(receive: Receive, budget: int) -> None:
             return
 
 
-class NoCookies(CookieJar):
-    """The proxy's HTTP client must not keep cookies: a Set-Cookie from one client's response (the
-    refresh token) would otherwise be sent upstream with the next client's requests."""
+class BodyTooLarge(Exception):
+    """The request body grew past its limit while streaming to the service."""
 
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
 
-    def set_cookie(self, cookie: Cookie) -> None:
-        return None
-
-    def add_cookie_header(self, request: Any) -> None:
-        return None
+class ClientGone(Exception):
+    """The client disconnected."""
 
 
 class UpstreamFailed(Exception):
@@ -101,50 +94,32 @@ class UpstreamFailed(Exception):
 
 
 # Sent again to the next replica after the request reached a server that failed before answering:
-# only requests that are safe to repeat. (A refused connection means nothing was sent; that request
-# goes to the next replica whatever its method.)
+# only requests that are safe to repeat, and only when the whole body is still in hand. (A refused
+# connection means nothing was sent; that request goes to the next replica whatever its method.)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def _retryable(method: str, headers: list[tuple[bytes, bytes]]) -> bool:
+def _retryable(method: str, idempotency_key: bool) -> bool:
     # The chat API answers a repeated Idempotency-Key with the original result instead of acting twice.
-    return method in SAFE_METHODS or any(k == b"idempotency-key" for k, _ in headers)
+    return method in SAFE_METHODS or idempotency_key
+
+
+def _too_large(limit: int) -> UpstreamFailed:
+    return UpstreamFailed(413, "payload_too_large", f"The request body is larger than {limit} bytes")
 
 
 class Proxy:
     def __init__(
         self,
         table: RoutingTable,
-        client: httpx.AsyncClient,
+        pool: Pool,
         *,
-        first_byte_timeout: float,
+        timeout: float,
     ) -> None:
         self.table = table
-        self.client = client
-        self.first_byte_timeout = first_byte_timeout
-
-    async def read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes | None:
-        """The whole request body; ``OverflowError`` past ``limit`` (by Content-Length before reading
-        anything, or counted as a chunked body arrives); None when the client went away."""
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await drain(receive, limit + DRAIN_EXTRA)
-            raise OverflowError
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                if message.get("more_body"):
-                    await drain(receive, limit + DRAIN_EXTRA - size)
-                raise OverflowError
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
+        self.pool = pool
+        # For the response head, and between body chunks except on stream routes.
+        self.timeout = timeout
 
     async def handle(
         self,
@@ -154,105 +129,220 @@ class Proxy:
         route: Route,
         body_limit: int,
     ) -> None:
-        try:
-            body = await self.read_body(scope, receive, body_limit)
-        except OverflowError:
-            await send_error(
-                send, 413, "payload_too_large", f"The request body is larger than {body_limit} bytes"
-            )
+        method: str = scope["method"]
+        declared: bytes | None = None
+        chunked_in = idempotency_key = False
+        host = b""
+        lines: list[bytes] = []
+        for key, value in scope["headers"]:
+            if key in REQUEST_DROP:
+                if key == b"content-length":
+                    declared = value
+                elif key == b"transfer-encoding":
+                    chunked_in = True
+                elif key == b"host":
+                    host = value
+                continue
+            if key == b"idempotency-key":
+                idempotency_key = True
+            lines.append(b"%s: %s\r\n" % (key, value))
+        if chunked_in or (declared is not None and not declared.isdigit()):
+            # A chunked body's length is counted as it streams (a Content-Length beside it means nothing).
+            declared = None
+            chunked_in = True
+        if declared is not None and int(declared) > body_limit:
+            await drain(receive, body_limit + DRAIN_EXTRA)
+            await self._error(send, _too_large(body_limit))
             return
-        if body is None:
-            return
-        headers = [(k, v) for k, v in scope["headers"] if k not in REQUEST_DROP]
-        client = scope.get("client")
-        forwarded_for = client[0] if client else ""
-        headers += [
-            (b"x-forwarded-for", forwarded_for.encode()),
-            (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
-            (b"x-request-id", scope["state"]["request_id"].encode()),
-        ]
-        host = dict(scope["headers"]).get(b"host")
-        if host:
-            headers.append((b"x-forwarded-host", host))
-        target = scope["raw_path"].decode("latin-1")
-        if scope.get("query_string"):
-            target += "?" + scope["query_string"].decode("latin-1")
-        try:
-            response = await self._send(scope["method"], target, headers, body, route)
-        except UpstreamFailed as exc:
-            await send_error(send, exc.status, exc.code, exc.message)
-            return
-        await self._relay(response, receive, send)
 
-    async def _send(
-        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes, route: Route
-    ) -> httpx.Response:
+        # The first part of the body: all of it for most requests, which then can be sent again.
+        body, more = b"", False
+        if chunked_in or (declared is not None and declared != b"0") or scope.get("http_version") == "2":
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body, more = message.get("body", b""), message.get("more_body", False)
+            if len(body) > body_limit:
+                if more:
+                    await drain(receive, body_limit + DRAIN_EXTRA - len(body))
+                await self._error(send, _too_large(body_limit))
+                return
+        chunked_out = more and declared is None
+        if declared is not None:
+            lines.append(b"content-length: %s\r\n" % declared)
+        elif chunked_out:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        elif body or method in ("POST", "PUT", "PATCH"):
+            lines.append(b"content-length: %d\r\n" % len(body))
+        client = scope.get("client")
+        lines.append(
+            b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-request-id: %s\r\n"
+            % (
+                (client[0] if client else "").encode("latin-1"),
+                scope.get("scheme", "http").encode("latin-1"),
+                scope["state"]["request_id"].encode("latin-1"),
+            )
+        )
+        if host:
+            lines.append(b"x-forwarded-host: %s\r\n" % host)
+        lines.append(b"\r\n")
+        rest = b"".join(lines)
+        target = scope["raw_path"]
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        start = b"%s %s HTTP/1.1\r\nhost: " % (method.encode("latin-1"), target)
+        if chunked_out and body:
+            body = b"%x\r\n%s\r\n" % (len(body), body)
+
         upstream = route.upstream
-        # Stream routes (SSE) wait for the first byte, then never time out between chunks.
-        timeout = self.client.timeout if not route.stream else self._stream_timeout()
-        retryable = _retryable(method, headers)
+        replayable = not more
+        retryable = replayable and _retryable(method, idempotency_key)
         failure = UpstreamFailed(503, "unavailable", f"{upstream.name} is unavailable")
         for server in upstream.candidates():
-            request = self.client.build_request(
-                method, server + target, headers=headers, content=body, timeout=timeout
-            )
+            head = b"%s%s\r\n%s" % (start, self.pool.server(server).host_header, rest)
+            conn: Connection | None = None
+            pump: asyncio.Task[None] | None = None
             try:
-                sending = self.client.send(request, stream=True)
-                if route.stream:
-                    response = await asyncio.wait_for(sending, self.first_byte_timeout)
-                else:
-                    response = await sending
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                log.warning(
-                    "%s at %s unreachable (%s); trying the next", upstream.name, server, type(exc).__name__
-                )
+                conn = await self.pool.acquire(server)
+                try:
+                    pump = await self._begin(conn, head, body, method, more, receive, chunked_out, body_limit)
+                except UpstreamClosed:
+                    if not (conn.reused and not conn.received and replayable):
+                        raise
+                    # An idle connection the service had already closed: once more on a new one.
+                    conn = await self.pool.connect(server)
+                    pump = await self._begin(conn, head, body, method, more, receive, chunked_out, body_limit)
+            except ConnectFailed as exc:
+                log.warning("%s at %s unreachable (%s); trying the next", upstream.name, server, exc)
                 upstream.mark_down(server)
                 continue
-            except (httpx.TimeoutException, TimeoutError):
-                raise UpstreamFailed(
-                    504, "gateway_timeout", f"{upstream.name} did not answer in time"
-                ) from None
-            except httpx.HTTPError as exc:
-                log.warning("%s at %s failed before answering: %s", upstream.name, server, type(exc).__name__)
+            except UpstreamTimeout:
+                failure = UpstreamFailed(504, "gateway_timeout", f"{upstream.name} did not answer in time")
+                break
+            except BodyTooLarge:
+                failure = _too_large(body_limit)
+                break
+            except ClientGone:
+                _stop(pump, conn)
+                return
+            except UpstreamClosed as exc:
+                log.warning("%s at %s failed before answering: %s", upstream.name, server, exc)
+                _stop(pump, conn)
                 failure = UpstreamFailed(502, "bad_gateway", f"{upstream.name} failed to answer")
-                if not retryable:
-                    raise failure from None
-                continue
+                if retryable:
+                    continue
+                break
             upstream.mark_up(server)
-            return response
-        raise failure
+            await self._relay(conn, receive, send, route, pump)
+            if pump is not None and not pump.done():
+                # The service answered before reading the whole body: the connection cannot be reused.
+                _stop(pump, conn)
+            else:
+                self.pool.release(server, conn)
+            return
+        _stop(pump, conn)
+        await self._error(send, failure)
 
-    def _stream_timeout(self) -> httpx.Timeout:
-        base = self.client.timeout
-        return httpx.Timeout(connect=base.connect, read=None, write=base.write, pool=base.pool)
+    async def _begin(
+        self,
+        conn: Connection,
+        head: bytes,
+        body: bytes,
+        method: str,
+        more: bool,
+        receive: Receive,
+        chunked: bool,
+        limit: int,
+    ) -> asyncio.Task[None] | None:
+        """Send the request (the rest of a streamed body from a task) and wait for the response head."""
+        conn.begin(head + body if body else head, head_only=method == "HEAD")
+        if not more:
+            await conn.response_head(self.timeout)
+            return None
+        pump = asyncio.ensure_future(self._pump(conn, receive, chunked, limit, len(body)))
+        pump.add_done_callback(lambda task: _pumped(task, conn))
+        # No time limit while the client is still sending; the service's time starts when it has it all.
+        while not pump.done() and not conn.head_done and conn.error is None:
+            await conn.response_head(None)
+        await conn.response_head(self.timeout)
+        return pump
 
-    async def _relay(self, response: httpx.Response, receive: Receive, send: Send) -> None:
-        out_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in RESPONSE_DROP]
+    async def _pump(self, conn: Connection, receive: Receive, chunked: bool, limit: int, size: int) -> None:
+        """The rest of a request body, written to the service as it arrives."""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            size += len(chunk)
+            if size > limit:
+                if more:
+                    await drain(receive, limit + DRAIN_EXTRA - size)
+                raise BodyTooLarge
+            if chunk:
+                conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if not more:
+                if chunked:
+                    conn.write(b"0\r\n\r\n")
+                return
+            await conn.drain()
 
-        async def pump() -> None:
-            await send(
-                {"type": "http.response.start", "status": response.status_code, "headers": out_headers}
-            )
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-        async def client_gone() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        pump_task = asyncio.ensure_future(pump())
-        gone_task = asyncio.ensure_future(client_gone())
+    async def _relay(
+        self, conn: Connection, receive: Receive, send: Send, route: Route, pump: asyncio.Task[None] | None
+    ) -> None:
+        headers = [(k, v) for k, v in conn.headers if k not in RESPONSE_DROP]
         try:
-            done, _ = await asyncio.wait({pump_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
-            if pump_task in done:
-                pump_task.result()
-        except (httpx.HTTPError, OSError, RuntimeError) as exc:
+            await send({"type": "http.response.start", "status": conn.status, "headers": headers})
+            if conn.complete:
+                # The whole response is here already (most JSON answers): one message.
+                await send({"type": "http.response.body", "body": conn.take_body(), "more_body": False})
+                return
+            watcher = None
+            if route.stream and pump is None:
+                # A stream may be quiet for long: notice a client that left without waiting for a write.
+                watcher = asyncio.ensure_future(_watch(receive, conn))
+            timeout = None if route.stream else self.timeout
+            try:
+                chunk = conn.take_body()
+                while chunk is not None:
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    chunk = await conn.next_chunk(timeout)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
+        except (UpstreamError, ClientGone, BodyTooLarge, OSError, RuntimeError) as exc:
             log.info("stream ended early: %s", type(exc).__name__)
-        finally:
-            for task in (pump_task, gone_task):
-                task.cancel()
-            for task in (pump_task, gone_task):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await response.aclose()
+            conn.close()
+
+    @staticmethod
+    async def _error(send: Send, failure: UpstreamFailed) -> None:
+        await send_error(send, failure.status, failure.code, failure.message)
+
+
+def _pumped(task: asyncio.Task[None], conn: Connection) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        if not isinstance(error, BodyTooLarge | ClientGone):
+            error = UpstreamClosed(f"the request body could not be sent ({type(error).__name__})")
+        conn.fail(error)
+    else:
+        conn.poke()
+
+
+async def _watch(receive: Receive, conn: Connection) -> None:
+    message: Message = await receive()
+    while message["type"] != "http.disconnect":
+        message = await receive()
+    conn.fail(ClientGone())
+
+
+def _stop(pump: asyncio.Task[None] | None, conn: Connection | None) -> None:
+    if pump is not None and not pump.done():
+        pump.cancel()
+    if conn is not None:
+        conn.close()

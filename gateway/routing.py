@@ -1,7 +1,8 @@
 """The routing table of gateway.yml.
 
-Longest matching prefix wins; requests are spread round-robin across an upstream's servers, and a server
-that refused a connection is passed over for a few seconds (passive health checking).
+Longest matching prefix wins; requests are spread round-robin across an upstream's servers. A server
+that refused a connection is passed over for a few seconds (passive health checking), and one that the
+active health checks (``gateway/health.py``) took out of rotation is passed over until it is back.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from fechatter_core.settings import GatewaySettings
 
 
 class Upstream:
-    def __init__(self, name: str, servers: list[str], down_seconds: float = 5.0) -> None:
+    def __init__(
+        self, name: str, servers: list[str], down_seconds: float = 5.0, health_path: str = "/health"
+    ) -> None:
         self.name = name
+        self.health_path = health_path
         # One entry may list several servers separated by commas (handy for env variables).
         self.servers = [s.strip().rstrip("/") for entry in servers for s in entry.split(",") if s.strip()]
         if not self.servers:
@@ -24,19 +28,22 @@ class Upstream:
         self.down_seconds = down_seconds
         self._down_until: dict[str, float] = {}
         self._counter = itertools.count()
+        # Active health checks: instances out of rotation, and each one's run of probe results.
+        self._out: set[str] = set()
+        self._streak: dict[str, tuple[bool, int]] = {}
 
     def pick(self) -> str:
         return self.candidates()[0]
 
     def candidates(self) -> list[str]:
-        """Every server, round-robin from the next one, those marked down last (still tried when every
-        server is marked down: a refused connection costs little, and one may be back)."""
+        """Every server, round-robin from the next one, those marked down or out of rotation last (still
+        tried when every server is: a refused connection costs little, and one may be back)."""
         start = next(self._counter) % len(self.servers)
         order = self.servers[start:] + self.servers[:start]
-        if not self._down_until:
+        if not self._down_until and not self._out:
             return order
         now = time.monotonic()
-        up = [s for s in order if self._down_until.get(s, 0.0) <= now]
+        up = [s for s in order if s not in self._out and self._down_until.get(s, 0.0) <= now]
         return up + [s for s in order if s not in up]
 
     def mark_down(self, server: str) -> None:
@@ -47,6 +54,26 @@ class Upstream:
 
     def is_down(self, server: str) -> bool:
         return self._down_until.get(server, 0.0) > time.monotonic()
+
+    def in_rotation(self, server: str) -> bool:
+        return server not in self._out
+
+    def record_probe(
+        self, server: str, passed: bool, unhealthy_after: int, healthy_after: int
+    ) -> bool | None:
+        """Count one health probe; True when the server just came back into rotation, False when it was
+        just taken out, None when nothing changed."""
+        last, count = self._streak.get(server, (passed, 0))
+        count = count + 1 if last == passed else 1
+        self._streak[server] = (passed, count)
+        if passed and server in self._out and count >= healthy_after:
+            self._out.discard(server)
+            self._down_until.pop(server, None)
+            return True
+        if not passed and server not in self._out and count >= unhealthy_after:
+            self._out.add(server)
+            return False
+        return None
 
 
 @dataclass(frozen=True)
@@ -65,7 +92,7 @@ class Route:
 class RoutingTable:
     def __init__(self, settings: GatewaySettings) -> None:
         self.upstreams = {
-            name: Upstream(name, up.servers, settings.upstream_down_seconds)
+            name: Upstream(name, up.servers, settings.upstream_down_seconds, up.health_path)
             for name, up in settings.upstreams.items()
         }
         unknown = [r.upstream for r in settings.routes if r.upstream not in self.upstreams]

@@ -42,6 +42,8 @@ body_limits:
 """
 
 _addresses = itertools.count(2)
+# A proxy in front of the gateway (tests/e2e/test_gateway_upstreams.py covers the header handling itself).
+TRUSTED_PROXY = "127.0.0.250"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         FECHATTER_CONFIG_DIR=str(config),
         GATEWAY_RATE_LIMITS="true",
         GATEWAY_UPSTREAM_TIMEOUT="5",
+        GATEWAY_TRUSTED_PROXIES=TRUSTED_PROXY,
     )
     try:
         running.start()
@@ -150,6 +153,33 @@ async def test_sign_in_tier_is_strict_per_address(gw: RunningStack) -> None:
         response = await http.post("/api/signin", json=body)
         assert response.status_code == 401
         assert response.headers["x-ratelimit-remaining"] == "2"
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_counters(gw: RunningStack) -> None:
+    # (Each part with an email of its own: the chat API also limits failed sign-ins per account.)
+    body = {"email": unique_email("proxied"), "password": "wrong password 1"}
+    async with client_from(gw, TRUSTED_PROXY) as proxy:
+        first = {"X-Forwarded-For": "198.51.100.20"}
+        for remaining in (2, 1, 0):
+            response = await proxy.post("/api/signin", json=body, headers=first)
+            assert response.status_code == 401, response.text
+            assert response.headers["x-ratelimit-remaining"] == str(remaining)
+        assert_limited(await proxy.post("/api/signin", json=body, headers=first), 3)
+        # Another client behind the same proxy is counted apart.
+        other = await proxy.post("/api/signin", json=body, headers={"X-Forwarded-For": "198.51.100.21"})
+        assert other.status_code == 401
+        assert other.headers["x-ratelimit-remaining"] == "2"
+    body = {"email": unique_email("direct"), "password": "wrong password 1"}
+    async with client_from(gw) as direct:
+        # From an address that is not a trusted proxy the header changes nothing: one counter.
+        for n in range(3):
+            response = await direct.post(
+                "/api/signin", json=body, headers={"X-Forwarded-For": f"198.51.100.{30 + n}"}
+            )
+            assert response.status_code == 401
+        assert_limited(
+            await direct.post("/api/signin", json=body, headers={"X-Forwarded-For": "198.51.100.40"}), 3
+        )
 
 
 async def test_sends_are_limited_per_user_and_chat(gw: RunningStack) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from fechatter_core.config import load_config
+from fechatter_core.config import ConfigError, load_config
 from fechatter_core.settings import GatewaySettings
 from fechatter_stack.supervisor import StackError, instance_name, parse_replicas
+from gateway.forwarded import ClientAddress
 from gateway.limits import classify
 from gateway.routing import PathTemplates, RoutingTable
 
@@ -95,3 +98,73 @@ def test_replicas_option() -> None:
         "notify_server-2",
         "notify_server-3",
     ]
+
+
+def test_health_probes_take_an_instance_out_and_put_it_back() -> None:
+    config = settings(FECHATTER_UPSTREAM="http://a:1,http://b:2")
+    upstream = RoutingTable(config).upstreams["fechatter_server"]
+    assert upstream.record_probe("http://a:1", False, 2, 2) is None  # one failure is not enough
+    assert upstream.in_rotation("http://a:1")
+    assert upstream.record_probe("http://a:1", False, 2, 2) is False
+    assert not upstream.in_rotation("http://a:1")
+    assert [upstream.pick() for _ in range(4)] == ["http://b:2"] * 4
+    assert upstream.candidates()[-1] == "http://a:1"  # still the last resort
+    assert upstream.record_probe("http://a:1", True, 2, 2) is None
+    assert upstream.record_probe("http://a:1", False, 2, 2) is None  # the run of passes starts over
+    assert upstream.record_probe("http://a:1", True, 2, 2) is None
+    assert upstream.record_probe("http://a:1", True, 2, 2) is True
+    assert {upstream.pick() for _ in range(4)} == {"http://a:1", "http://b:2"}
+
+
+def test_health_check_settings_are_validated() -> None:
+    assert settings().health_checks.enabled is True
+    assert settings(GATEWAY_HEALTH_INTERVAL="0.5").health_checks.interval_seconds == 0.5
+    assert settings(GATEWAY_HEALTH_CHECKS="false").health_checks.enabled is False
+    with pytest.raises(ConfigError, match="interval_seconds"):
+        settings(GATEWAY_HEALTH_INTERVAL="0")
+
+
+def _scope(peer: str, forwarded: str | None = None) -> dict[str, Any]:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
+    return {"type": "http", "client": (peer, 5000), "headers": headers}
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        # No trusted proxy sent it: the peer, whatever the header says.
+        ("192.0.2.1", "203.0.113.5", "192.0.2.1"),
+        # A trusted proxy: the rightmost address that is not itself trusted.
+        ("10.0.0.2", "203.0.113.5", "203.0.113.5"),
+        ("10.0.0.2", "198.51.100.1, 203.0.113.5", "203.0.113.5"),
+        ("10.0.0.2", "198.51.100.1, 203.0.113.5, 10.0.0.9", "203.0.113.5"),
+        ("10.0.0.2", "10.0.0.7, 10.0.0.9", "10.0.0.7"),
+        ("10.0.0.2", "2001:db8::1", "2001:db8::1"),
+        ("::ffff:10.0.0.2", "203.0.113.5", "203.0.113.5"),
+        ("127.0.0.5", "203.0.113.5", "203.0.113.5"),
+        # Nothing usable: the proxy stays the client.
+        ("10.0.0.2", None, "10.0.0.2"),
+        ("10.0.0.2", "", "10.0.0.2"),
+        ("10.0.0.2", "unknown", "10.0.0.2"),
+    ],
+)
+def test_the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxies(
+    peer: str, forwarded: str | None, client: str
+) -> None:
+    config = settings(GATEWAY_TRUSTED_PROXIES="10.0.0.0/8, 127.0.0.5")
+    scope = _scope(peer, forwarded)
+    ClientAddress(config.trusted_proxies).resolve(scope)  # type: ignore[arg-type]
+    assert scope["client"][0] == client
+
+
+def test_without_trusted_proxies_the_peer_is_the_client() -> None:
+    config = settings()
+    assert config.trusted_proxies == [""]
+    scope = _scope("10.0.0.2", "203.0.113.5")
+    ClientAddress(config.trusted_proxies).resolve(scope)  # type: ignore[arg-type]
+    assert scope["client"][0] == "10.0.0.2"
+
+
+def test_a_bad_trusted_proxy_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        settings(GATEWAY_TRUSTED_PROXIES="10.0.0.0/8, not-a-network")

@@ -1,0 +1,362 @@
+"""HTTP/1.1 keep-alive connections from the gateway to the services.
+
+The services are our own Granian servers: HTTP/1.1, responses framed by Content-Length or chunked. A
+general-purpose client spent most of the gateway's time on pool bookkeeping and stream layers, so the
+gateway keeps its own small pool: one ``asyncio.Protocol`` per connection, responses parsed by llhttp (the
+C parser of ``httptools``), idle connections kept per server and reused last-in first-out.
+
+Bodies stream both ways: a request body is written as it arrives (with the transport's flow control, so a
+slow service holds the client back instead of filling memory), and a response body is handed on chunk by
+chunk; reading from the service pauses while more than ``HIGH_WATER`` bytes wait for a slow client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from urllib.parse import urlsplit
+
+import httptools
+
+# Response bytes held for the client before reading from the service pauses (and resumes below LOW_WATER).
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+# Idle connections kept per server; more are closed when they come back.
+MAX_IDLE = 256
+
+
+class UpstreamError(Exception):
+    """The exchange with a service failed."""
+
+
+class ConnectFailed(UpstreamError):
+    """No connection (refused, unreachable or timed out): nothing was sent."""
+
+
+class UpstreamClosed(UpstreamError):
+    """The connection broke (closed, reset, or a response that is not HTTP) before the response was
+    complete."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """No response head, or no next body chunk, in time."""
+
+
+class Server:
+    """Where one upstream instance listens, from its URL (``http://host:port`` or ``https://…``)."""
+
+    __slots__ = ("host", "host_header", "port", "ssl", "url")
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream server {url!r} is not an http:// or https:// URL")
+        self.url = url
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self.host_header = parts.netloc.encode("latin-1")
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection: one exchange at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = False
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.received = False
+        self.error: BaseException | None = None
+        self.head_only = False
+        self._interim = False
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._reading_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        if self.complete:
+            # Bytes after a complete response (a HEAD answer's body, or a server talking out of turn): the
+            # connection cannot be trusted for another exchange.
+            self.keep_alive = False
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.fail(UpstreamClosed("the service switched protocols"))
+        except httptools.HttpParserError as exc:
+            self.fail(UpstreamClosed(f"malformed response: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.head_done and not self.complete and self._until_close():
+            # No Content-Length and not chunked: the body ends with the connection.
+            self.complete = True
+            self._wake()
+        elif not self.complete:
+            self.fail(UpstreamClosed("the service closed the connection" + (f" ({exc})" if exc else "")))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(UpstreamClosed("the service closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        self._drain = None
+
+    # -- httptools callbacks ---------------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head_done:
+            self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            # 100 Continue and other interim answers: the real response follows.
+            self._interim = True
+            self.headers = []
+            return
+        self.status = status
+        self.head_done = True
+        if self.head_only:
+            # The answer to HEAD has no body whatever its Content-Length says; llhttp cannot be told so,
+            # and the connection is closed after it.
+            self.complete = True
+            self.keep_alive = False
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            return
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self.complete:
+            return
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()
+        self._wake()
+
+    # -- the exchange ----------------------------------------------------------------------------------
+
+    def _until_close(self) -> bool:
+        return not any(k in (b"content-length", b"transfer-encoding") for k, _ in self.headers) and (
+            self.status not in (204, 304)
+        )
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def poke(self) -> None:
+        """Wake whoever waits on this exchange (to look again at what changed elsewhere)."""
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        """End the exchange with ``error`` (raised to whoever waits) and drop the connection."""
+        if self.error is None and not self.complete:
+            self.error = error
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def begin(self, head: bytes, head_only: bool) -> None:
+        self._reset()
+        self.head_only = head_only
+        assert self.transport is not None
+        self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the service reads more slowly than the body arrives."""
+        if self.closed:
+            raise UpstreamClosed("the service closed the connection")
+        if self._write_paused:
+            if self._drain is None:
+                self._drain = self.loop.create_future()
+            await self._drain
+
+    async def _wait(self, timeout: float | None) -> None:
+        self._waiter = waiter = self.loop.create_future()
+        timer = self.loop.call_later(timeout, _expire, waiter) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def response_head(self, timeout: float | None) -> None:
+        """Wait for the status line and headers (``self.status``, ``self.headers``)."""
+        if not self.head_done and self.error is None:
+            try:
+                await self._wait(timeout)
+            except TimeoutError:
+                self.close()
+                raise UpstreamTimeout("no response in time") from None
+        if self.error is not None and not self.head_done:
+            raise self.error
+
+    def take_body(self) -> bytes:
+        """Whatever body has arrived and not been taken yet."""
+        if not self._chunks:
+            return b""
+        data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def next_chunk(self, timeout: float | None) -> bytes | None:
+        """The next part of the body, or None at its end."""
+        while not self._chunks:
+            if self.complete:
+                return None
+            if self.error is not None:
+                raise self.error
+            try:
+                await self._wait(timeout)
+            except TimeoutError:
+                self.close()
+                raise UpstreamTimeout("the response stalled") from None
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._reading_paused and self._buffered < LOW_WATER and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    @property
+    def reusable(self) -> bool:
+        return self.complete and self.keep_alive and not self.closed and not self._chunks
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class Pool:
+    """Idle keep-alive connections per server."""
+
+    def __init__(self, connect_timeout: float, max_idle: int = MAX_IDLE) -> None:
+        self.connect_timeout = connect_timeout
+        self.max_idle = max_idle
+        self._idle: dict[str, list[Connection]] = {}
+        self._servers: dict[str, Server] = {}
+
+    def server(self, url: str) -> Server:
+        found = self._servers.get(url)
+        if found is None:
+            found = self._servers[url] = Server(url)
+        return found
+
+    async def acquire(self, url: str) -> Connection:
+        idle = self._idle.get(url)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                return conn
+        return await self.connect(url)
+
+    async def connect(self, url: str) -> Connection:
+        server = self.server(url)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: Connection(loop),
+                    server.host,
+                    server.port,
+                    ssl=server.ssl,
+                    server_hostname=server.host if server.ssl else None,
+                )
+        except TimeoutError:
+            raise ConnectFailed(f"no connection to {url} in {self.connect_timeout} s") from None
+        except OSError as exc:
+            raise ConnectFailed(f"no connection to {url}: {exc}") from None
+        return conn
+
+    def release(self, url: str, conn: Connection) -> None:
+        if not conn.reusable:
+            conn.close()
+            return
+        idle = self._idle.setdefault(url, [])
+        if len(idle) >= self.max_idle:
+            conn.close()
+            return
+        idle.append(conn)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+    async def fetch(self, url: str, target: str, timeout: float) -> tuple[int, bytes]:
+        """A small GET (health probes) on a connection of its own: status and whole body. Raises
+        ``UpstreamError``, or ``TimeoutError`` when the whole exchange took longer than ``timeout``."""
+        server = self.server(url)
+        async with asyncio.timeout(timeout):
+            conn = await self.connect(url)
+            try:
+                conn.begin(
+                    b"GET %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n\r\n"
+                    % (target.encode("latin-1"), server.host_header),
+                    head_only=False,
+                )
+                await conn.response_head(None)
+                parts = [conn.take_body()]
+                while (chunk := await conn.next_chunk(None)) is not None:
+                    parts.append(chunk)
+                return conn.status, b"".join(parts)
+            finally:
+                conn.close()

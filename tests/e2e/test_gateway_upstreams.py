@@ -1,0 +1,358 @@
+"""The gateway process in front of services whose side the test can see (tests/upstream_stub.py): bodies
+stream both ways without being held whole, active health checks take a failing instance out of rotation
+and put it back, and X-Forwarded-For is believed only from trusted proxies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.stackutil import REPO_ROOT, config_dir_with, free_ports
+from tests.upstream_stub import HOLD_BYTES, UpstreamStub
+
+pytestmark = pytest.mark.e2e
+
+FAST_CHECKS = """health_checks:
+  enabled: true
+  interval_seconds: 0.3
+  timeout_seconds: 0.5
+  unhealthy_after: 2
+  healthy_after: 2
+"""
+MIB = 1024 * 1024
+
+
+class Gateway:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+        self.proc, self.url, self.log = proc, url, log
+
+    def peak_rss(self) -> int:
+        """The highest resident memory any gateway process has had (VmHWM), in bytes."""
+        root = psutil.Process(self.proc.pid)
+        peaks = []
+        for proc in [root, *root.children(recursive=True)]:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) * 1024)
+        return max(peaks)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def gateway(tmp_path: Path, chat: list[UpstreamStub], **env: str) -> AsyncIterator[Gateway]:
+    """A gateway process whose chat API upstream is ``chat`` (the other services at dead ports)."""
+    text = (REPO_ROOT / "fixtures" / "gateway.yml").read_text()
+    section = text[text.index("health_checks:") : text.index("# Proxies in front")]
+    config = config_dir_with(tmp_path / "config", "gateway", {section: FAST_CHECKS})
+    port, dead = free_ports(2)
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("FECHATTER_", "GATEWAY_"))},
+        "FECHATTER_CONFIG_DIR": str(config),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(port),
+        "JWT_SECRET": "upstream-test-secret-0123456789abcdef",
+        "GATEWAY_RATE_LIMITS": "false",
+        "LOG_LEVEL": "info",
+        "FECHATTER_UPSTREAM": ",".join(stub.url for stub in chat),
+        "NOTIFY_UPSTREAM": f"http://127.0.0.1:{dead}",
+        "BOT_UPSTREAM": f"http://127.0.0.1:{dead}",
+        "ANALYTICS_UPSTREAM": f"http://127.0.0.1:{dead}",
+        **env,
+    }
+    log = tmp_path / "gateway.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway"],
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = Gateway(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(running.url + "/health")).status_code == 200:
+                        break
+                assert proc.poll() is None, running.log_text()
+                assert time.monotonic() < deadline, running.log_text()
+                await asyncio.sleep(0.1)
+        yield running
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def stubs(*names: str) -> AsyncIterator[list[UpstreamStub]]:
+    started = [UpstreamStub(name) for name in names]
+    for stub in started:
+        await stub.start()
+    try:
+        yield started
+    finally:
+        for stub in started:
+            await stub.stop()
+
+
+async def wait_for(condition: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+# -- streaming ---------------------------------------------------------------------------------------
+
+
+async def test_a_request_body_reaches_the_service_before_the_client_has_sent_it_all(tmp_path: Path) -> None:
+    async with stubs("chat") as (chat,), gateway(tmp_path, [chat]) as gw:
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"x" * (256 * 1024)
+            # The rest is sent only once the service has seen the first part: a gateway that read the
+            # whole body before passing it on would wait here forever.
+            await asyncio.wait_for(chat.body_started.wait(), 10)
+            for _ in range(4):
+                yield b"y" * (256 * 1024)
+
+        async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+            response = await http.post("/api/upload", content=body())
+            assert response.status_code == 200, response.text
+            assert response.json() == {"received": 5 * 256 * 1024}
+            # A sized body streams too.
+            chat.body_started.clear()
+            sized = await http.post(
+                "/api/upload", content=b"z" * (2 * MIB), headers={"content-type": "application/octet-stream"}
+            )
+            assert sized.json() == {"received": 2 * MIB}
+
+
+async def test_a_response_reaches_the_client_before_the_service_has_sent_it_all(tmp_path: Path) -> None:
+    async with stubs("chat") as (chat,), gateway(tmp_path, [chat]) as gw:
+        size = HOLD_BYTES + 3 * MIB
+        async with (
+            httpx.AsyncClient(base_url=gw.url, timeout=30) as http,
+            http.stream("GET", "/api/download", params={"size": size, "hold": 1}) as response,
+        ):
+            assert response.status_code == 200
+            assert response.headers["content-length"] == str(size)
+            received = 0
+            chunks = response.aiter_raw()
+            # The service holds the rest back until the client has the first part.
+            while received < HOLD_BYTES:
+                received += len(await asyncio.wait_for(chunks.__anext__(), 10))
+            assert not chat.release.is_set()
+            chat.release.set()
+            async for chunk in chunks:
+                received += len(chunk)
+            assert received == size
+
+
+async def test_the_gateway_memory_does_not_grow_with_the_body_size(tmp_path: Path) -> None:
+    big = 96 * MIB
+    env = {"GATEWAY_UPLOAD_MAX_BYTES": str(128 * MIB)}
+    async with stubs("chat") as (chat,), gateway(tmp_path, [chat], **env) as gw:
+        async with httpx.AsyncClient(base_url=gw.url, timeout=60) as http:
+            # Warm up (code paths, buffers), then take the high-water mark.
+            await http.post("/api/upload", content=b"w" * MIB)
+            async with http.stream("GET", "/api/download", params={"size": MIB}) as response:
+                await response.aread()
+            before = gw.peak_rss()
+
+            async def body() -> AsyncIterator[bytes]:
+                piece = b"u" * MIB
+                for _ in range(big // MIB):
+                    yield piece
+
+            response = await http.post("/api/upload", content=body())
+            assert response.json() == {"received": big}
+            async with http.stream("GET", "/api/download", params={"size": big}) as response:
+                received = 0
+                async for chunk in response.aiter_raw():
+                    received += len(chunk)
+            assert received == big
+        grown = gw.peak_rss() - before
+        # Holding either body whole would take 96 MiB; streaming takes a few buffers.
+        assert grown < 24 * MIB, f"the gateway grew by {grown / MIB:.1f} MiB"
+
+
+async def test_a_streamed_body_over_the_limit_is_refused_and_never_completes(tmp_path: Path) -> None:
+    env = {"GATEWAY_UPLOAD_MAX_BYTES": str(MIB)}
+    async with stubs("chat") as (chat,), gateway(tmp_path, [chat], **env) as gw:
+
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(8):
+                yield b"o" * (256 * 1024)
+
+        async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+            response = await http.post("/api/upload", content=body())
+            assert response.status_code == 413, response.text
+            assert response.json()["error"]["code"] == "payload_too_large"
+            assert chat.uploads_completed == 0
+            # The gateway goes on serving.
+            ok = await http.post("/api/upload", content=b"k" * 1000)
+            assert ok.json() == {"received": 1000}
+
+
+async def test_answers_without_a_body_leave_the_connection_usable(tmp_path: Path) -> None:
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat]) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+    ):
+        for _ in range(3):
+            head = await http.head("/api/who")
+            assert head.status_code == 200
+            assert head.content == b""
+            assert int(head.headers["content-length"]) > 0
+            for code in (204, 304):
+                empty = await http.get("/api/status", params={"code": code})
+                assert empty.status_code == code
+                assert empty.content == b""
+            got = await http.get("/api/who")
+            assert got.json()["server"] == "chat"
+        # Chunked bodies, large and empty, arrive whole.
+        for size in (0, 1, 300_000):
+
+            async def body(size: int = size) -> AsyncIterator[bytes]:
+                if size:
+                    yield b"c" * size
+
+            response = await http.post("/api/upload", content=body())
+            assert response.json() == {"received": size}
+
+
+# -- active health checks ----------------------------------------------------------------------------
+
+
+def in_rotation(metrics: str, server: str) -> float | None:
+    for line in metrics.splitlines():
+        if line.startswith("gateway_upstream_in_rotation{") and f'server="{server}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_an_instance_failing_its_health_checks_leaves_the_rotation_and_comes_back(
+    tmp_path: Path,
+) -> None:
+    async with (
+        stubs("a", "b") as (a, b),
+        gateway(tmp_path, [a, b]) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+    ):
+
+        async def spread(n: int) -> tuple[int, int]:
+            a.hits.clear()
+            b.hits.clear()
+            for _ in range(n):
+                response = await http.get("/api/who")
+                assert response.status_code == 200, response.text
+            return len(a.hits), len(b.hits)
+
+        async def rotation(server: str) -> float | None:
+            return in_rotation((await http.get("/metrics")).text, server)
+
+        assert await spread(10) == (5, 5)
+        await wait_for(lambda: a.health_probes >= 2 and b.health_probes >= 2)
+
+        # Its /health says it is down (a 503): out after two failed probes.
+        a.health_status = 503
+        deadline = time.monotonic() + 10
+        while await rotation(a.url) != 0.0:
+            assert time.monotonic() < deadline, gw.log_text()
+            await asyncio.sleep(0.1)
+        assert await spread(10) == (0, 10)
+        assert f"fechatter_server at {a.url} taken out of rotation" in gw.log_text()
+
+        # Healthy again: back after two passed probes.
+        a.health_status = 200
+        deadline = time.monotonic() + 10
+        while await rotation(a.url) != 1.0:
+            assert time.monotonic() < deadline, gw.log_text()
+            await asyncio.sleep(0.1)
+        assert await spread(10) == (5, 5)
+        assert f"fechatter_server at {a.url} is back in rotation" in gw.log_text()
+
+        # A /health that does not answer in time counts as failed too.
+        b.health_hang = True
+        deadline = time.monotonic() + 10
+        while await rotation(b.url) != 0.0:
+            assert time.monotonic() < deadline, gw.log_text()
+            await asyncio.sleep(0.1)
+        assert await spread(6) == (6, 0)
+
+        # With every instance out of rotation, they are all still tried rather than none.
+        a.health_status = 503
+        deadline = time.monotonic() + 10
+        while await rotation(a.url) != 0.0:
+            assert time.monotonic() < deadline, gw.log_text()
+            await asyncio.sleep(0.1)
+        assert sum(await spread(4)) == 4
+        b.health_hang = False
+
+
+# -- trusted proxies ---------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def client_at(gw: Gateway, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10, transport=transport) as http:
+        yield http
+
+
+async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path: Path) -> None:
+    env = {"GATEWAY_TRUSTED_PROXIES": "127.0.0.77, 10.0.0.0/8"}
+    async with stubs("chat") as (chat,), gateway(tmp_path, [chat], **env) as gw:
+        async with client_at(gw, "127.0.0.77") as proxy:
+            # The rightmost address that is not a trusted proxy is the client; what is left of it was
+            # written by the client and proves nothing.
+            chain = {"X-Forwarded-For": "203.0.113.5, 198.51.100.7, 10.1.2.3"}
+            await proxy.get("/api/who", headers=chain, params={"probe": "trusted"})
+            await proxy.get("/api/who", headers={"X-Forwarded-For": "198.51.100.8"})
+            await proxy.get("/api/who")  # no header: the proxy itself is the client
+            await proxy.get("/api/who", headers={"X-Forwarded-For": "not-an-address"})
+        async with client_at(gw, "127.0.0.78") as stranger:
+            await stranger.get("/api/who", headers={"X-Forwarded-For": "203.0.113.9"}, params={"probe": "x"})
+        assert chat.forwarded_for == [
+            "198.51.100.7",
+            "198.51.100.8",
+            "127.0.0.77",
+            "127.0.0.77",
+            "127.0.0.78",
+        ]
+        await wait_for(lambda: "probe=x" in gw.log_text())
+        log = gw.log_text()
+        trusted_line = next(line for line in log.splitlines() if "probe=trusted" in line)
+        assert "198.51.100.7 GET /api/who" in trusted_line
+        stranger_line = next(line for line in log.splitlines() if "probe=x" in line)
+        assert "127.0.0.78 GET /api/who" in stranger_line
+
+
+async def test_without_trusted_proxies_x_forwarded_for_is_replaced(tmp_path: Path) -> None:
+    async with stubs("chat") as (chat,), gateway(tmp_path, [chat]) as gw:
+        async with client_at(gw, "127.0.0.79") as http:
+            await http.get("/api/who", headers={"X-Forwarded-For": "203.0.113.5"})
+        assert chat.forwarded_for == ["127.0.0.79"]
