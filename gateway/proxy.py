@@ -234,8 +234,8 @@ class Proxy:
                 break
             upstream.mark_up(server)
             await self._relay(conn, receive, send, route, pump)
-            if pump is not None and not pump.done():
-                # The service answered before reading the whole body: the connection cannot be reused.
+            if pump is not None and (not pump.done() or pump.cancelled() or pump.exception() is not None):
+                # The service answered before it had the whole body: the connection cannot be reused.
                 _stop(pump, conn)
             else:
                 self.pool.release(server, conn)
@@ -260,10 +260,11 @@ class Proxy:
             await conn.response_head(self.timeout)
             return None
         pump = asyncio.ensure_future(self._pump(conn, receive, chunked, limit, len(body)))
-        pump.add_done_callback(lambda task: _pumped(task, conn))
+        exchange = conn.exchange
+        pump.add_done_callback(lambda task: _pumped(task, conn, exchange))
         # No time limit while the client is still sending; the service's time starts when it has it all.
         while not pump.done() and not conn.head_done and conn.error is None:
-            await conn.response_head(None)
+            await conn.head_or_poke()
         await conn.response_head(self.timeout)
         return pump
 
@@ -322,8 +323,9 @@ class Proxy:
         await send_error(send, failure.status, failure.code, failure.message)
 
 
-def _pumped(task: asyncio.Task[None], conn: Connection) -> None:
-    if task.cancelled():
+def _pumped(task: asyncio.Task[None], conn: Connection, exchange: int) -> None:
+    # Done callbacks run a turn later: by then the connection may serve another exchange.
+    if task.cancelled() or conn.exchange != exchange:
         return
     error = task.exception()
     if error is not None:

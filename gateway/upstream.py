@@ -70,6 +70,8 @@ class Connection(asyncio.Protocol):
         self.reused = False
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
+        # Counts exchanges, so that a late callback of one never acts on the next.
+        self.exchange = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -132,6 +134,12 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.head_done:
+            # A second response to one request: the connection is out of step, drop it.
+            self.keep_alive = False
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.head_done:
             self.headers.append((name.lower(), value))
@@ -154,6 +162,9 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.complete:
+            return
+        if not self.head_done:
+            self.fail(UpstreamClosed("a body without a response head"))
             return
         self._chunks.append(body)
         self._buffered += len(body)
@@ -204,6 +215,7 @@ class Connection(asyncio.Protocol):
 
     def begin(self, head: bytes, head_only: bool) -> None:
         self._reset()
+        self.exchange += 1
         self.head_only = head_only
         assert self.transport is not None
         self.transport.write(head)
@@ -233,14 +245,23 @@ class Connection(asyncio.Protocol):
 
     async def response_head(self, timeout: float | None) -> None:
         """Wait for the status line and headers (``self.status``, ``self.headers``)."""
-        if not self.head_done and self.error is None:
+        deadline = None if timeout is None else self.loop.time() + timeout
+        while not self.head_done and self.error is None:
             try:
-                await self._wait(timeout)
+                await self._wait(None if deadline is None else max(0.0, deadline - self.loop.time()))
             except TimeoutError:
                 self.close()
                 raise UpstreamTimeout("no response in time") from None
         if self.error is not None and not self.head_done:
             raise self.error
+        if not 200 <= self.status <= 999:
+            self.close()
+            raise UpstreamClosed(f"invalid response status {self.status}")
+
+    async def head_or_poke(self) -> None:
+        """Wait until the response head arrives, the exchange fails, or ``poke`` is called."""
+        if not self.head_done and self.error is None:
+            await self._wait(None)
 
     def take_body(self) -> bytes:
         """Whatever body has arrived and not been taken yet."""

@@ -244,6 +244,32 @@ async def test_answers_without_a_body_leave_the_connection_usable(tmp_path: Path
             assert response.json() == {"received": size}
 
 
+async def test_connections_stay_in_step_after_streamed_bodies(tmp_path: Path) -> None:
+    """A connection that carried a streamed body goes back to the pool and serves the next request
+    whatever the order in which the body's end and the answer were noticed."""
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat]) as gw,
+    ):
+
+        async def client() -> None:
+            async with httpx.AsyncClient(base_url=gw.url, timeout=20) as http:
+                for _ in range(15):
+
+                    async def body() -> AsyncIterator[bytes]:
+                        yield b"p" * 1000
+                        await asyncio.sleep(0.005)  # so that the body arrives in parts
+                        yield b"q" * 1000
+
+                    posted = await http.post("/api/upload", content=body())
+                    assert posted.json() == {"received": 2000}
+                    got = await http.get("/api/who")
+                    assert got.status_code == 200, got.text
+
+        await asyncio.gather(*(client() for _ in range(6)))
+        assert "panicked" not in gw.log_text()
+
+
 # -- active health checks ----------------------------------------------------------------------------
 
 
