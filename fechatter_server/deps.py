@@ -8,7 +8,7 @@ from litestar import Request
 from litestar.datastructures import State
 
 from fechatter_core.errors import unauthorized
-from fechatter_core.security import AccessClaims, TokenError, bearer_token, verify_access_token
+from fechatter_core.security import AccessClaims, TokenError, bearer_token
 from fechatter_server.context import AppContext
 
 
@@ -37,7 +37,7 @@ def authenticate(request: Request[Any, Any, Any], *, allow_query_token: bool = F
     if token is None:
         raise unauthorized("Missing bearer token")
     try:
-        claims = verify_access_token(request.app.state.ctx.settings.auth, token)
+        claims = request.app.state.ctx.tokens.verify(token)
     except TokenError as exc:
         raise unauthorized(f"Invalid access token: {exc}") from None
     request.scope["fechatter_caller"] = claims  # type: ignore[typeddict-unknown-key]
