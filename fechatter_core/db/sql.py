@@ -28,13 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 class Row(asyncpg.Record):
     """A result row whose columns read as attributes too, like SQLAlchemy's rows, so the one function
-    that shapes a row (views.py) takes either."""
+    that shapes a row (views.py) takes either. Columns come first (a page of messages reads hundreds of
+    them; a ``__getattr__`` would first fail the normal lookup each time), then the record's own methods."""
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattribute__(self, name: str) -> Any:
         try:
-            return self[name]
+            return asyncpg.Record.__getitem__(self, name)
         except KeyError:
-            raise AttributeError(name) from None
+            return object.__getattribute__(self, name)
 
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")

@@ -48,13 +48,25 @@ ONE_CHAT_ROW = chat_rows_query("c.id = :chat_id")
 PUBLIC_CHANNEL_ROWS = chat_rows_query("c.chat_type = 'PublicChannel'")
 
 
-_MEMBERSHIP = Sql(
-    """
-    SELECT c.id, c.chat_type, c.archived_at, m.role, m.last_read_seq
-    FROM chats c LEFT JOIN chat_members m ON m.chat_id = c.id AND m.user_id = :user_id
+# The caller's membership of a chat of their workspace: no row when the chat is not in the workspace, a NULL
+# role when the caller is not a member. ``MEMBERSHIP_SQL`` is also a subquery of reads that check it in the
+# same round trip (the history page).
+MEMBERSHIP_SQL = """
+    SELECT c.id, c.chat_type, c.archived_at, cm.role, cm.last_read_seq
+    FROM chats c LEFT JOIN chat_members cm ON cm.chat_id = c.id AND cm.user_id = :user_id
     WHERE c.id = :chat_id AND c.workspace_id = :workspace_id
-    """
-)
+"""
+_MEMBERSHIP = Sql(MEMBERSHIP_SQL)
+
+
+def check_member(row: Any) -> Any:
+    """A membership row as ``MEMBERSHIP_SQL`` gives it (None: no row): 404 when the chat is not in the
+    caller's workspace, 403 when they are not a member."""
+    if row is None:
+        raise not_found("Chat not found")
+    if row.role is None:
+        raise forbidden("You are not a member of this chat")
+    return row
 
 
 async def require_member(conn: Connection, caller: AccessClaims, chat_id: int) -> Any:
@@ -62,11 +74,7 @@ async def require_member(conn: Connection, caller: AccessClaims, chat_id: int) -
     row = await _MEMBERSHIP.one_or_none(
         conn, chat_id=chat_id, user_id=caller.user_id, workspace_id=caller.workspace_id
     )
-    if row is None:
-        raise not_found("Chat not found")
-    if row.role is None:
-        raise forbidden("You are not a member of this chat")
-    return row
+    return check_member(row)
 
 
 def archived_error() -> ApiError:

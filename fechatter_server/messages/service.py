@@ -29,7 +29,7 @@ from fechatter_core.db.sql import Connection, Sql
 from fechatter_core.errors import ApiError, conflict, forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
-from fechatter_server.chats.queries import refuse_if_archived, require_member
+from fechatter_server.chats.queries import MEMBERSHIP_SQL, check_member, refuse_if_archived, require_member
 from fechatter_server.context import AppContext
 from fechatter_server.files.queries import file_ids_of, own_files
 from fechatter_server.mentions.service import drop_mentions, store_mentions
@@ -262,14 +262,26 @@ async def _insert(
     return message
 
 
-# A page of messages with their decoration: the newest before a seq (or the newest of all) in descending
-# order, or the oldest after a seq in ascending order. One row more than asked says whether more follow.
-_PAGE = "SELECT __MESSAGE__, __DECORATION__ FROM messages m WHERE m.chat_id = :chat_id".replace(
-    "__MESSAGE__", MESSAGE_SQL_COLUMNS
-).replace("__DECORATION__", DECORATION)
-_PAGE_LATEST = Sql(_PAGE + " ORDER BY m.seq DESC LIMIT :limit")
-_PAGE_BEFORE = Sql(_PAGE + " AND m.seq < :before ORDER BY m.seq DESC LIMIT :limit")
-_PAGE_AFTER = Sql(_PAGE + " AND m.seq > :after ORDER BY m.seq LIMIT :limit")
+# A page of messages with their decoration, after the caller's membership (in the same round trip): the
+# newest before a seq (or the newest of all) in descending order, or the oldest after a seq in ascending
+# order. No row: the chat is not in the workspace; one row with a NULL role: not a member; rows without a
+# message id: no message. One message more than asked says whether more follow.
+_PAGE = (
+    """
+    SELECT member.role, page.*
+    FROM (__MEMBERSHIP__) AS member
+    LEFT JOIN LATERAL (
+        SELECT __MESSAGE__, __DECORATION__ FROM messages m
+        WHERE m.chat_id = member.id AND member.role IS NOT NULL __WHERE__
+        LIMIT :limit
+    ) AS page ON true
+    """.replace("__MEMBERSHIP__", MEMBERSHIP_SQL)
+    .replace("__MESSAGE__", MESSAGE_SQL_COLUMNS)
+    .replace("__DECORATION__", DECORATION)
+)
+_PAGE_LATEST = Sql(_PAGE.replace("__WHERE__", "ORDER BY m.seq DESC"))
+_PAGE_BEFORE = Sql(_PAGE.replace("__WHERE__", "AND m.seq < :before ORDER BY m.seq DESC"))
+_PAGE_AFTER = Sql(_PAGE.replace("__WHERE__", "AND m.seq > :after ORDER BY m.seq"))
 
 
 async def list_messages(
@@ -277,14 +289,16 @@ async def list_messages(
 ) -> tuple[list[MessageOut], bool]:
     if before is not None and after is not None:
         raise validation_error("Use either before or after, not both", "before")
+    who = {"chat_id": chat_id, "user_id": caller.user_id, "workspace_id": caller.workspace_id}
     async with sql.connect(ctx.engine) as conn:
-        await require_member(conn, caller, chat_id)
         if after is not None:
-            rows = await _PAGE_AFTER.all(conn, chat_id=chat_id, after=after, limit=limit + 1)
+            rows = await _PAGE_AFTER.all(conn, **who, after=after, limit=limit + 1)
         elif before is not None:
-            rows = await _PAGE_BEFORE.all(conn, chat_id=chat_id, before=before, limit=limit + 1)
+            rows = await _PAGE_BEFORE.all(conn, **who, before=before, limit=limit + 1)
         else:
-            rows = await _PAGE_LATEST.all(conn, chat_id=chat_id, limit=limit + 1)
+            rows = await _PAGE_LATEST.all(conn, **who, limit=limit + 1)
+    check_member(rows[0] if rows else None)
+    rows = [row for row in rows if row.id is not None]
     has_more = len(rows) > limit
     rows = rows[:limit]
     if after is None:
