@@ -61,11 +61,15 @@ class Sql:
         self.names = tuple(names)
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
-        if len(params) != len(self.names):
+        try:
+            values = [params[name] for name in self.names]
+        except KeyError:
+            values = None
+        if values is None or len(params) != len(self.names):
             unknown = sorted(set(params) - set(self.names))
             missing = sorted(set(self.names) - set(params))
             raise TypeError(f"statement parameters: unknown {unknown}, missing {missing}")
-        return [params[name] for name in self.names]
+        return values
 
     async def all(self, conn: Connection, **params: Any) -> list[Row]:
         return await (await driver(conn)).fetch(self.text, *self.args(params), record_class=Row)
@@ -98,13 +102,16 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the engine's pool outside any transaction (see the module docstring)."""
     async with engine.connect() as conn:
         raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection  # type: ignore[assignment]
+        # A connection that may be mid-statement (the request was cancelled), left inside a transaction, or
+        # broken must not go back to the pool: the pool knows nothing of what ran on it here.
         try:
             yield raw
-        finally:
-            # A connection left inside a transaction (a block interrupted mid-way) or broken must not go
-            # back to the pool: the pool knows nothing of what ran on it here.
-            if raw.is_closed() or raw.is_in_transaction():
+        except BaseException as exc:
+            if not isinstance(exc, Exception) or raw.is_closed() or raw.is_in_transaction():
                 await conn.invalidate()
+            raise
+        if raw.is_closed() or raw.is_in_transaction():
+            await conn.invalidate()
 
 
 @asynccontextmanager
