@@ -15,12 +15,11 @@ import contextlib
 import logging
 import uuid
 
-import sqlalchemy as sa
 from nats.js.client import JetStreamContext
 from prometheus_client import Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fechatter_core.db.schema import outbox
+from fechatter_core.db.sql import Connection, Sql, transaction
 from fechatter_core.events import Event, encode_event
 
 log = logging.getLogger(__name__)
@@ -33,11 +32,16 @@ publish_failures = Counter("fechatter_outbox_publish_failures_total", "Outbox pu
 outbox_lag = Gauge("fechatter_outbox_pending", "Outbox rows seen pending at the last publish pass")
 
 
-async def record(conn: AsyncConnection, event: Event) -> None:
-    await conn.execute(
-        outbox.insert().values(
-            event_id=uuid.UUID(event.id), subject=event.subject, payload=encode_event(event)
-        )
+_RECORD = Sql("INSERT INTO outbox (event_id, subject, payload) VALUES (:event_id, :subject, :payload)")
+_LOCK = Sql("SELECT pg_try_advisory_xact_lock(:lock)")
+_PENDING = Sql("SELECT id, event_id, subject, payload FROM outbox ORDER BY id LIMIT :limit")
+_PUBLISHED = Sql("DELETE FROM outbox WHERE id = ANY(CAST(:ids AS bigint[]))")
+
+
+async def record(conn: Connection, event: Event) -> None:
+    """Store ``event`` in the caller's transaction (a SQLAlchemy or an asyncpg connection)."""
+    await _RECORD.execute(
+        conn, event_id=uuid.UUID(event.id), subject=event.subject, payload=encode_event(event)
     )
 
 
@@ -86,17 +90,10 @@ class OutboxPublisher:
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published, or ``_LOCK_BUSY``."""
-        async with self._engine.begin() as conn:
-            got_lock = await conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(_PUBLISHER_LOCK)))
-            if not got_lock:
+        async with transaction(self._engine) as conn:
+            if not await _LOCK.scalar(conn, lock=_PUBLISHER_LOCK):
                 return _LOCK_BUSY
-            rows = (
-                await conn.execute(
-                    sa.select(outbox.c.id, outbox.c.event_id, outbox.c.subject, outbox.c.payload)
-                    .order_by(outbox.c.id)
-                    .limit(self._batch_size)
-                )
-            ).all()
+            rows = await _PENDING.all(conn, limit=self._batch_size)
             outbox_lag.set(len(rows))
             if not rows:
                 return 0
@@ -107,6 +104,6 @@ class OutboxPublisher:
                 for row in rows
             ]
             await asyncio.wait_for(asyncio.gather(*futures), timeout=10)
-            await conn.execute(outbox.delete().where(outbox.c.id.in_([row.id for row in rows])))
+            await _PUBLISHED.execute(conn, ids=[row.id for row in rows])
             events_published.inc(len(rows))
             return len(rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -86,6 +87,34 @@ def verify_access_token(settings: AuthSettings, token: str) -> AccessClaims:
         return AccessClaims(int(payload["sub"]), int(payload["wid"]), int(payload["exp"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise TokenError("invalid token claims") from exc
+
+
+class AccessTokenCache:
+    """Access tokens this process has verified, so a client's next requests skip the signature check.
+
+    Access tokens are stateless (nothing revokes one before its ``exp``: logout and password changes
+    revoke refresh tokens), so a verified token stays good exactly until its expiry; an entry is used only
+    before then, and afterwards the token is verified again, which refuses it as before. Bounded: the least
+    recently used entries go first."""
+
+    def __init__(self, settings: AuthSettings, max_entries: int = 4096) -> None:
+        self.settings = settings
+        self.max_entries = max_entries
+        self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
+
+    def verify(self, token: str) -> AccessClaims:
+        claims = self._verified.get(token)
+        if claims is not None:
+            # PyJWT refuses a token once now >= exp; the same comparison here.
+            if time.time() < claims.expires_at:
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]
+        claims = verify_access_token(self.settings, token)
+        self._verified[token] = claims
+        if len(self._verified) > self.max_entries:
+            self._verified.popitem(last=False)
+        return claims
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
@@ -10,6 +10,7 @@ from nats.js.client import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fechatter_core.outbox import OutboxPublisher
+from fechatter_core.security import AccessTokenCache
 from fechatter_core.settings import FechatterSettings
 from fechatter_server.search.engine import SearchEngine
 
@@ -23,3 +24,7 @@ class AppContext:
     redis: aioredis.Redis
     publisher: OutboxPublisher
     search: SearchEngine = None  # type: ignore[assignment]  # set by the lifespan before serving
+    tokens: AccessTokenCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = AccessTokenCache(self.settings.auth)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from fechatter_core.db.schema import chat_members, chats
+from fechatter_core.db.sql import Connection, Sql
 from fechatter_core.errors import ApiError, conflict, forbidden, not_found
 from fechatter_core.security import AccessClaims
 from fechatter_server.mentions.queries import unread_mentions_sql
@@ -15,8 +12,7 @@ from fechatter_server.reads.queries import unread_count_sql
 
 # One row per chat of the caller, with everything the chat shape needs. Unread comes from the one rule
 # in reads/queries.py (NULL for a non-member viewing a public channel, hence the COALESCE).
-CHAT_ROWS = sa.text(
-    """
+CHAT_ROWS = """
     SELECT c.id, c.workspace_id, c.name, c.chat_type, c.description, c.owner_id, c.last_seq, c.created_at,
            c.last_message_at, c.archived_at,
            (SELECT array_agg(m.user_id ORDER BY m.user_id) FROM chat_members m WHERE m.chat_id = c.id)
@@ -40,37 +36,45 @@ CHAT_ROWS = sa.text(
     WHERE c.workspace_id = :workspace_id AND {where}
     ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC
     """.replace("__UNREAD__", unread_count_sql("me")).replace("__MENTIONS__", unread_mentions_sql("me"))
-)
 
 
-def chat_rows_query(where: str) -> sa.TextClause:
-    return sa.text(CHAT_ROWS.text.format(where=where))
+def chat_rows_query(where: str) -> Sql:
+    return Sql(CHAT_ROWS.format(where=where))
 
 
-async def require_member(conn: AsyncConnection, caller: AccessClaims, chat_id: int) -> Any:
-    """The caller's membership row; 404 when the chat is not in their workspace, 403 when not a member."""
-    row = (
-        await conn.execute(
-            sa.select(
-                chats.c.id,
-                chats.c.chat_type,
-                chats.c.archived_at,
-                chat_members.c.role,
-                chat_members.c.last_read_seq,
-            )
-            .select_from(chats)
-            .outerjoin(
-                chat_members,
-                sa.and_(chat_members.c.chat_id == chats.c.id, chat_members.c.user_id == caller.user_id),
-            )
-            .where(chats.c.id == chat_id, chats.c.workspace_id == caller.workspace_id)
-        )
-    ).one_or_none()
+# The chats of the caller, one chat by id, and the public channels of the workspace.
+MY_CHAT_ROWS = chat_rows_query("me.user_id IS NOT NULL")
+ONE_CHAT_ROW = chat_rows_query("c.id = :chat_id")
+PUBLIC_CHANNEL_ROWS = chat_rows_query("c.chat_type = 'PublicChannel'")
+
+
+# The caller's membership of a chat of their workspace: no row when the chat is not in the workspace, a NULL
+# role when the caller is not a member. ``MEMBERSHIP_SQL`` is also a subquery of reads that check it in the
+# same round trip (the history page).
+MEMBERSHIP_SQL = """
+    SELECT c.id, c.chat_type, c.archived_at, cm.role, cm.last_read_seq
+    FROM chats c LEFT JOIN chat_members cm ON cm.chat_id = c.id AND cm.user_id = :user_id
+    WHERE c.id = :chat_id AND c.workspace_id = :workspace_id
+"""
+_MEMBERSHIP = Sql(MEMBERSHIP_SQL)
+
+
+def check_member(row: Any) -> Any:
+    """A membership row as ``MEMBERSHIP_SQL`` gives it (None: no row): 404 when the chat is not in the
+    caller's workspace, 403 when they are not a member."""
     if row is None:
         raise not_found("Chat not found")
     if row.role is None:
         raise forbidden("You are not a member of this chat")
     return row
+
+
+async def require_member(conn: Connection, caller: AccessClaims, chat_id: int) -> Any:
+    """The caller's membership row; 404 when the chat is not in their workspace, 403 when not a member."""
+    row = await _MEMBERSHIP.one_or_none(
+        conn, chat_id=chat_id, user_id=caller.user_id, workspace_id=caller.workspace_id
+    )
+    return check_member(row)
 
 
 def archived_error() -> ApiError:

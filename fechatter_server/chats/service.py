@@ -9,11 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from fechatter_core import events
+from fechatter_core.db import sql
 from fechatter_core.db.schema import chat_members, chats, workspace_members
+from fechatter_core.db.sql import Connection
 from fechatter_core.errors import forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
-from fechatter_server.chats.queries import chat_rows_query
+from fechatter_server.chats.queries import MY_CHAT_ROWS, ONE_CHAT_ROW, PUBLIC_CHANNEL_ROWS
 from fechatter_server.chats.schemas import ChatType, CreateChatRequest
 from fechatter_server.context import AppContext
 from fechatter_server.messages.decorate import decorate
@@ -89,18 +91,13 @@ async def load_chat_out(conn: Any, caller: AccessClaims, chat_id: int) -> ChatOu
 
 
 async def list_chats(ctx: AppContext, caller: AccessClaims) -> list[ChatOut]:
-    async with ctx.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                chat_rows_query("me.user_id IS NOT NULL"),
-                {"user_id": caller.user_id, "workspace_id": caller.workspace_id},
-            )
-        ).all()
+    async with sql.connect(ctx.engine) as conn:
+        rows = await MY_CHAT_ROWS.all(conn, user_id=caller.user_id, workspace_id=caller.workspace_id)
         return await chats_out(conn, rows)
 
 
 async def get_chat(ctx: AppContext, caller: AccessClaims, chat_id: int) -> ChatOut:
-    async with ctx.engine.connect() as conn:
+    async with sql.connect(ctx.engine) as conn:
         row = await load_chat(conn, caller, chat_id)
         if row is None:
             raise not_found("Chat not found")
@@ -109,24 +106,16 @@ async def get_chat(ctx: AppContext, caller: AccessClaims, chat_id: int) -> ChatO
         return (await chats_out(conn, [row]))[0]
 
 
-async def load_chat(conn: Any, caller: AccessClaims, chat_id: int) -> Any:
-    return (
-        await conn.execute(
-            chat_rows_query("c.id = :chat_id"),
-            {"user_id": caller.user_id, "workspace_id": caller.workspace_id, "chat_id": chat_id},
-        )
-    ).one_or_none()
+async def load_chat(conn: Connection, caller: AccessClaims, chat_id: int) -> Any:
+    return await ONE_CHAT_ROW.one_or_none(
+        conn, user_id=caller.user_id, workspace_id=caller.workspace_id, chat_id=chat_id
+    )
 
 
 async def list_public_channels(ctx: AppContext, caller: AccessClaims) -> list[ChatOut]:
     """Public channels of the workspace, joined or not, for browsing."""
-    async with ctx.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                chat_rows_query("c.chat_type = 'PublicChannel'"),
-                {"user_id": caller.user_id, "workspace_id": caller.workspace_id},
-            )
-        ).all()
+    async with sql.connect(ctx.engine) as conn:
+        rows = await PUBLIC_CHANNEL_ROWS.all(conn, user_id=caller.user_id, workspace_id=caller.workspace_id)
         return await chats_out(conn, rows)
 
 

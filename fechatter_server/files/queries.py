@@ -1,16 +1,17 @@
-"""File reads shared by the files and message services: who may see a file, and the files of messages."""
+"""File reads shared by the files and message services: who may see a file, and whose files a message may
+carry. (The files of messages come with their decoration: messages/decorate.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fechatter_core.db.schema import chat_members, files, message_files, messages
+from fechatter_core.db.sql import Connection, Sql
 from fechatter_core.security import AccessClaims
-from fechatter_server.views import FileOut, MessageOut, file_out
 
 FILE_COLUMNS = (
     files.c.id,
@@ -51,49 +52,25 @@ async def readable_file(conn: AsyncConnection, caller: AccessClaims, file_id: in
     ).one_or_none()
 
 
-async def own_files(conn: AsyncConnection, caller: AccessClaims, file_ids: Sequence[int]) -> set[int]:
+_OWN_FILES = Sql(
+    """
+    SELECT id FROM files
+    WHERE id = ANY(CAST(:file_ids AS bigint[])) AND uploader_id = :user_id AND workspace_id = :workspace_id
+    """
+)
+_FILE_IDS_OF = Sql("SELECT file_id FROM message_files WHERE message_id = :message_id ORDER BY position")
+
+
+async def own_files(conn: Connection, caller: AccessClaims, file_ids: Sequence[int]) -> set[int]:
     """Those of ``file_ids`` the caller uploaded in the token's workspace."""
     if not file_ids:
         return set()
-    rows = await conn.execute(
-        sa.select(files.c.id).where(
-            files.c.id.in_(list(file_ids)),
-            files.c.uploader_id == caller.user_id,
-            files.c.workspace_id == caller.workspace_id,
-        )
+    rows = await _OWN_FILES.all(
+        conn, file_ids=list(file_ids), user_id=caller.user_id, workspace_id=caller.workspace_id
     )
     return {row.id for row in rows}
 
 
-async def file_ids_of(conn: AsyncConnection, message_id: int) -> list[int]:
-    rows = await conn.execute(
-        sa.select(message_files.c.file_id)
-        .where(message_files.c.message_id == message_id)
-        .order_by(message_files.c.position)
-    )
-    return [row.file_id for row in rows]
-
-
-async def files_of_messages(conn: AsyncConnection, message_ids: Iterable[int]) -> dict[int, list[FileOut]]:
-    """The files of each message, in their order; one query for any number of messages."""
-    ids = sorted(set(message_ids))
-    if not ids:
-        return {}
-    rows = await conn.execute(
-        sa.select(message_files.c.message_id, *FILE_COLUMNS)
-        .join(files, files.c.id == message_files.c.file_id)
-        .where(message_files.c.message_id.in_(ids))
-        .order_by(message_files.c.message_id, message_files.c.position)
-    )
-    found: dict[int, list[FileOut]] = {}
-    for row in rows:
-        found.setdefault(row.message_id, []).append(file_out(row))
-    return found
-
-
-async def attach_files(conn: AsyncConnection, items: Sequence[MessageOut | None]) -> None:
-    """Fill ``files`` of each message in place (a deleted message shows none)."""
-    present = [m for m in items if m is not None and not m.deleted]
-    by_message = await files_of_messages(conn, (m.id for m in present))
-    for message in present:
-        message.files = by_message.get(message.id, [])
+async def file_ids_of(conn: Connection, message_id: int) -> list[int]:
+    """The files of a message, in their order."""
+    return [row.file_id for row in await _FILE_IDS_OF.all(conn, message_id=message_id)]

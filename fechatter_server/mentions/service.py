@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fechatter_core.db.schema import chat_members, chats, message_mentions, messages
+from fechatter_core.db.sql import Connection, Sql
 from fechatter_core.security import AccessClaims
 from fechatter_server.context import AppContext
 from fechatter_server.mentions.parse import parse, resolve
@@ -15,42 +15,42 @@ from fechatter_server.mentions.schemas import MentionOut
 from fechatter_server.messages.decorate import decorate
 from fechatter_server.views import message_out
 
+_DROP = Sql("DELETE FROM message_mentions WHERE message_id = :message_id")
+_MEMBERS = Sql("SELECT user_id FROM chat_members WHERE chat_id = :chat_id")
+_STORE = Sql(
+    """
+    INSERT INTO message_mentions (message_id, user_id, chat_id, seq, mention_type)
+    SELECT :message_id, u.user_id, :chat_id, :seq, u.kind
+    FROM unnest(CAST(:user_ids AS bigint[]), CAST(:kinds AS text[])) AS u(user_id, kind)
+    """
+)
 
-async def store_mentions(conn: AsyncConnection, message: Any, *, replace: bool = False) -> list[int]:
+
+async def store_mentions(conn: Connection, message: Any, *, replace: bool = False) -> list[int]:
     """Write the mention rows of ``message`` (a row with id, chat_id, seq, sender_id, content) from its
     text; with ``replace``, the previous rows go first (an edit). Returns the mentioned user ids."""
     if replace:
-        await conn.execute(message_mentions.delete().where(message_mentions.c.message_id == message.id))
+        await drop_mentions(conn, message.id)
     parsed = parse(message.content)
     if not (parsed.user_ids or parsed.everyone or parsed.here):
         return []
-    members = set(
-        (
-            await conn.scalars(
-                sa.select(chat_members.c.user_id).where(chat_members.c.chat_id == message.chat_id)
-            )
-        ).all()
-    )
+    members = {row.user_id for row in await _MEMBERS.all(conn, chat_id=message.chat_id)}
     found = resolve(parsed, members, message.sender_id)
     if found:
-        await conn.execute(
-            message_mentions.insert(),
-            [
-                {
-                    "message_id": message.id,
-                    "user_id": user_id,
-                    "chat_id": message.chat_id,
-                    "seq": message.seq,
-                    "mention_type": kind,
-                }
-                for user_id, kind in sorted(found.items())
-            ],
+        ordered = sorted(found.items())
+        await _STORE.execute(
+            conn,
+            message_id=message.id,
+            chat_id=message.chat_id,
+            seq=message.seq,
+            user_ids=[user_id for user_id, _ in ordered],
+            kinds=[kind for _, kind in ordered],
         )
     return sorted(found)
 
 
-async def drop_mentions(conn: AsyncConnection, message_id: int) -> None:
-    await conn.execute(message_mentions.delete().where(message_mentions.c.message_id == message_id))
+async def drop_mentions(conn: Connection, message_id: int) -> None:
+    await _DROP.execute(conn, message_id=message_id)
 
 
 async def unread_mentions(ctx: AppContext, caller: AccessClaims, limit: int) -> list[MentionOut]:

@@ -1,56 +1,72 @@
-"""Files, reactions and mentions of a page of messages, in one query each, whatever the page size.
+"""Files, reactions and mentions of a page of messages, in one query whatever the page size.
 
 Every answer that carries messages (list, send, edit, delete, replies, a chat's last message, mentions,
 pins, and the events of those changes) passes its messages through ``decorate`` so the shape is the same
-everywhere.
+everywhere. ``DECORATION`` is the one definition of what decorates a message; a query that reads messages
+anyway (the history page) selects it alongside and hands its rows to ``apply_decoration``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+import msgspec
 
-from fechatter_core.db.schema import message_mentions, message_reactions
-from fechatter_server.files.queries import attach_files
-from fechatter_server.views import MessageOut, ReactionOut
+from fechatter_core.db.sql import Connection, Sql
+from fechatter_server.views import MessageOut, ReactionOut, file_out
 
-_REACTIONS = (
-    sa.select(
-        message_reactions.c.message_id,
-        message_reactions.c.emoji,
-        sa.func.array_agg(
-            aggregate_order_by(message_reactions.c.user_id, message_reactions.c.created_at)
-        ).label("user_ids"),
-        sa.func.min(message_reactions.c.created_at).label("first_used"),
+# Columns over a message aliased ``m``: its files in their order, its reactions by first use (each with
+# its users in the order they reacted) and its mentioned user ids, ascending. NULL when there are none.
+DECORATION = """
+    (SELECT json_agg(json_build_object(
+                'id', f.id, 'filename', f.filename, 'size', f.size, 'mime_type', f.mime_type,
+                'width', f.width, 'height', f.height, 'thumbnail_sha256', f.thumbnail_sha256)
+            ORDER BY mf.position)
+       FROM message_files mf JOIN files f ON f.id = mf.file_id
+      WHERE mf.message_id = m.id) AS deco_files,
+    (SELECT json_agg(json_build_object('emoji', r.emoji, 'user_ids', r.user_ids)
+            ORDER BY r.first_used, r.emoji)
+       FROM (SELECT x.emoji, array_agg(x.user_id ORDER BY x.created_at) AS user_ids,
+                    min(x.created_at) AS first_used
+               FROM message_reactions x WHERE x.message_id = m.id GROUP BY x.emoji) r) AS deco_reactions,
+    (SELECT array_agg(n.user_id ORDER BY n.user_id)
+       FROM message_mentions n WHERE n.message_id = m.id) AS deco_mentions
+"""
+
+_DECORATE = Sql(
+    "SELECT m.id, __DECORATION__ FROM unnest(CAST(:ids AS bigint[])) AS m(id)".replace(
+        "__DECORATION__", DECORATION
     )
-    .group_by(message_reactions.c.message_id, message_reactions.c.emoji)
-    .order_by(message_reactions.c.message_id, sa.text("first_used"), message_reactions.c.emoji)
-)
-
-_MENTIONS = sa.select(message_mentions.c.message_id, message_mentions.c.user_id).order_by(
-    message_mentions.c.message_id, message_mentions.c.user_id
 )
 
 
-async def decorate(conn: Any, items: Sequence[MessageOut], *, files: bool = True) -> None:
-    """Fill ``files`` (in their order; skipped with ``files=False`` when the caller's query already carried
-    them), ``reactions`` (by first use) and ``mentions`` (user ids, ascending) of ``items`` in place."""
-    ids = sorted({m.id for m in items if not m.deleted})
-    if not ids:
+def _json(value: Any) -> Any:
+    # The engine's connections hand json columns over as text (SQLAlchemy's codec decodes them itself).
+    return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+
+
+def apply_decoration(message: MessageOut, row: Any, *, files: bool = True) -> None:
+    """Fill ``message`` from a row carrying the ``DECORATION`` columns. A deleted message shows none."""
+    if message.deleted:
         return
     if files:
-        await attach_files(conn, items)
-    reactions: dict[int, list[ReactionOut]] = defaultdict(list)
-    for row in await conn.execute(_REACTIONS.where(message_reactions.c.message_id.in_(ids))):
-        users = list(row.user_ids)
-        reactions[row.message_id].append(ReactionOut(emoji=row.emoji, count=len(users), user_ids=users))
-    mentions: dict[int, list[int]] = defaultdict(list)
-    for row in await conn.execute(_MENTIONS.where(message_mentions.c.message_id.in_(ids))):
-        mentions[row.message_id].append(row.user_id)
-    for message in items:
-        message.reactions = reactions.get(message.id, [])
-        message.mentions = mentions.get(message.id, [])
+        found = _json(row.deco_files) if row.deco_files is not None else ()
+        message.files = [file_out(SimpleNamespace(**item)) for item in found]
+    reactions = _json(row.deco_reactions) if row.deco_reactions is not None else ()
+    message.reactions = [
+        ReactionOut(emoji=r["emoji"], count=len(r["user_ids"]), user_ids=r["user_ids"]) for r in reactions
+    ]
+    message.mentions = list(row.deco_mentions) if row.deco_mentions is not None else []
+
+
+async def decorate(conn: Connection, items: Sequence[MessageOut], *, files: bool = True) -> None:
+    """Fill ``files`` (in their order; skipped with ``files=False`` when the caller's query already carried
+    them), ``reactions`` (by first use) and ``mentions`` (user ids, ascending) of ``items`` in place."""
+    present = [m for m in items if not m.deleted]
+    if not present:
+        return
+    rows = {row.id: row for row in await _DECORATE.all(conn, ids=sorted({m.id for m in present}))}
+    for message in present:
+        apply_decoration(message, rows[message.id], files=files)

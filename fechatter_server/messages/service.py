@@ -13,30 +13,36 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fechatter_core import events
+from fechatter_core.db import sql
 from fechatter_core.db.schema import (
-    chat_members,
-    chats,
     message_edits,
     message_files,
     message_pins,
     message_reactions,
     messages,
 )
+from fechatter_core.db.sql import Connection, Sql
 from fechatter_core.errors import ApiError, conflict, forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
-from fechatter_server.chats.queries import refuse_if_archived, require_member
+from fechatter_server.chats.queries import MEMBERSHIP_SQL, check_member, refuse_if_archived, require_member
 from fechatter_server.context import AppContext
-from fechatter_server.files.queries import attach_files, file_ids_of, own_files
+from fechatter_server.files.queries import file_ids_of, own_files
 from fechatter_server.mentions.service import drop_mentions, store_mentions
-from fechatter_server.messages.decorate import decorate
+from fechatter_server.messages.decorate import DECORATION, apply_decoration, decorate
 from fechatter_server.messages.schemas import EditMessageRequest, SendMessageRequest
 from fechatter_server.realtime.service import stopped_typing
 from fechatter_server.views import MessageEditOut, MessageOut, message_edit_out, message_out, to_builtins
+
+# The columns of a message (aliased ``m``) that ``message_out`` reads, for statements written as SQL.
+MESSAGE_SQL_COLUMNS = (
+    "m.id, m.chat_id, m.seq, m.sender_id, m.content, m.reply_to, m.idempotency_key, m.created_at, "
+    "m.edited_at, m.deleted_at"
+)
 
 _MESSAGE_COLUMNS = (
     messages.c.id,
@@ -90,61 +96,49 @@ def _check_content(ctx: AppContext, data: SendMessageRequest) -> str:
     return content
 
 
-async def _check_files(ctx: AppContext, caller: AccessClaims, file_ids: list[int]) -> None:
+async def _check_files(conn: Connection, caller: AccessClaims, file_ids: list[int]) -> None:
     """Every attached file must be the sender's own upload in this workspace. Files rows never change,
     so checking before the sending transaction is as good as inside it."""
     if not file_ids:
         return
-    async with ctx.engine.connect() as conn:
-        owned = await own_files(conn, caller, file_ids)
+    owned = await own_files(conn, caller, file_ids)
     if len(owned) != len(file_ids):
         raise validation_error("files must be ids of files you uploaded in this workspace", "files")
 
 
-# The text the message was sent with: an edit moves it into message_edits, and the oldest edit row holds it.
-_ORIGINAL_CONTENT = sa.func.coalesce(
-    sa.select(message_edits.c.previous_content)
-    .where(message_edits.c.message_id == messages.c.id)
-    .order_by(message_edits.c.id)
-    .limit(1)
-    .scalar_subquery(),
-    messages.c.content,
-).label("original_content")
-
-
-async def _existing(conn: Any, chat_id: int, sender_id: int, key: str) -> Any:
-    return (
-        await conn.execute(
-            sa.select(*_MESSAGE_COLUMNS, _ORIGINAL_CONTENT).where(
-                messages.c.chat_id == chat_id,
-                messages.c.sender_id == sender_id,
-                messages.c.idempotency_key == key,
-            )
-        )
-    ).one_or_none()
+# The message sent with a key, and the text it was sent with: an edit moves that text into message_edits,
+# where the oldest edit row holds it.
+_EXISTING = Sql(
+    """
+    SELECT __MESSAGE__,
+           COALESCE((SELECT e.previous_content FROM message_edits e WHERE e.message_id = m.id
+                     ORDER BY e.id LIMIT 1), m.content) AS original_content
+    FROM messages m
+    WHERE m.chat_id = :chat_id AND m.sender_id = :sender_id AND m.idempotency_key = :key
+    """.replace("__MESSAGE__", MESSAGE_SQL_COLUMNS)
+)
 
 
 async def _replay(
-    ctx: AppContext, caller: AccessClaims, chat_id: int, key: str, data: SendMessageRequest, content: str
+    conn: Connection, caller: AccessClaims, chat_id: int, key: str, data: SendMessageRequest, content: str
 ) -> MessageOut | None:
     """The message sent earlier with this key, or None. A retry is compared with what was sent (text,
     files, reply_to), not with a later edit. A deleted message's text and files are gone, so its key alone
     identifies it: the retry gets the original message, shown as deleted."""
-    async with ctx.engine.connect() as conn:
-        # A retry is answered only to a member: someone removed since sees nothing of the chat any more.
-        await require_member(conn, caller, chat_id)
-        row = await _existing(conn, chat_id, caller.user_id, key)
-        if row is None:
-            return None
-        same = row.deleted_at is not None or (
-            row.original_content == content and await file_ids_of(conn, row.id) == data.files
+    # A retry is answered only to a member: someone removed since sees nothing of the chat any more.
+    await require_member(conn, caller, chat_id)
+    row = await _EXISTING.one_or_none(conn, chat_id=chat_id, sender_id=caller.user_id, key=key)
+    if row is None:
+        return None
+    same = row.deleted_at is not None or (
+        row.original_content == content and await file_ids_of(conn, row.id) == data.files
+    )
+    if not same or row.reply_to != data.reply_to:
+        raise ApiError(
+            409, "idempotency_conflict", "This idempotency key was already used for a different message"
         )
-        if not same or row.reply_to != data.reply_to:
-            raise ApiError(
-                409, "idempotency_conflict", "This idempotency key was already used for a different message"
-            )
-        message = message_out(row)
-        await decorate(conn, [message])
+    message = message_out(row)
+    await decorate(conn, [message])
     return message
 
 
@@ -157,20 +151,21 @@ async def send_message(
     if key is not None and not 1 <= len(key) <= 128:
         raise validation_error("idempotency key must be 1-128 characters", "idempotency_key")
 
-    if key is not None:
-        found = await _replay(ctx, caller, chat_id, key, data, content)
-        if found is not None:
+    async with sql.connect(ctx.engine) as conn:
+        if key is not None:
+            found = await _replay(conn, caller, chat_id, key, data, content)
+            if found is not None:
+                return found, False
+        await _check_files(conn, caller, data.files)
+        try:
+            async with conn.transaction():
+                message = await _insert(conn, caller, chat_id, content, data.reply_to, key, data.files)
+        except _KeyTaken:
+            # A concurrent send with the same key won while we waited for the chat lock; ours rolled back,
+            # which also released the seq it had taken.
+            found = await _replay(conn, caller, chat_id, key or "", data, content)
+            assert found is not None
             return found, False
-
-    await _check_files(ctx, caller, data.files)
-    try:
-        message = await _insert(ctx, caller, chat_id, content, data.reply_to, key, data.files)
-    except _KeyTaken:
-        # A concurrent send with the same key won while we waited for the chat lock; ours rolled back,
-        # which also released the seq it had taken.
-        found = await _replay(ctx, caller, chat_id, key or "", data, content)
-        assert found is not None
-        return found, False
     ctx.publisher.wake()
     await stopped_typing(ctx, caller, chat_id)
     return message, True
@@ -180,8 +175,49 @@ class _KeyTaken(Exception):
     pass
 
 
+# The send, in one statement: take the chat's next seq (the UPDATE locks the chat row until commit, so seq
+# is gap-free, and matches nothing unless the sender is a member of an unarchived chat of the workspace),
+# check reply_to, insert the message unless the (chat, sender, key) is taken, and move the sender's read
+# position to it: posting in a chat means having seen it. ``allocated`` is NULL when the chat refused the
+# send and ``reply_ok`` 0 when reply_to is not a message of the chat; the message columns are NULL when
+# nothing was inserted.
+_SEND = Sql(
+    """
+    WITH next AS (
+        UPDATE chats SET last_seq = last_seq + 1, last_message_at = now()
+        WHERE id = :chat_id AND workspace_id = :workspace_id AND archived_at IS NULL
+          AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = :chat_id AND user_id = :sender_id)
+        RETURNING last_seq
+    ), target AS (
+        SELECT next.last_seq FROM next
+        WHERE CAST(:reply_to AS bigint) IS NULL
+           OR EXISTS (SELECT 1 FROM messages r WHERE r.id = :reply_to AND r.chat_id = :chat_id)
+    ), m AS (
+        INSERT INTO messages (chat_id, seq, sender_id, content, reply_to, idempotency_key)
+        SELECT :chat_id, target.last_seq, :sender_id, :content, :reply_to, :key FROM target
+        ON CONFLICT ON CONSTRAINT messages_idempotency_key DO NOTHING
+        RETURNING *
+    ), seen AS (
+        UPDATE chat_members SET last_read_seq = m.seq FROM m
+        WHERE chat_members.chat_id = :chat_id AND chat_members.user_id = :sender_id
+          AND chat_members.last_read_seq < m.seq
+    )
+    SELECT (SELECT last_seq FROM next) AS allocated, (SELECT count(*) FROM target) AS reply_ok,
+           __MESSAGE__
+    FROM (VALUES (1)) AS one LEFT JOIN m ON true
+    """.replace("__MESSAGE__", MESSAGE_SQL_COLUMNS)
+)
+_ATTACH = Sql(
+    """
+    INSERT INTO message_files (message_id, file_id, position)
+    SELECT :message_id, f.file_id, f.position - 1
+    FROM unnest(CAST(:file_ids AS bigint[])) WITH ORDINALITY AS f(file_id, position)
+    """
+)
+
+
 async def _insert(
-    ctx: AppContext,
+    conn: asyncpg.Connection,
     caller: AccessClaims,
     chat_id: int,
     content: str,
@@ -189,79 +225,63 @@ async def _insert(
     key: str | None,
     file_ids: list[int],
 ) -> MessageOut:
-    async with ctx.engine.begin() as conn:
-        seq = await conn.scalar(
-            chats.update()
-            .where(
-                chats.c.id == chat_id,
-                chats.c.workspace_id == caller.workspace_id,
-                sa.exists().where(
-                    chat_members.c.chat_id == chat_id, chat_members.c.user_id == caller.user_id
-                ),
-                chats.c.archived_at.is_(None),
-            )
-            .values(last_seq=chats.c.last_seq + 1, last_message_at=sa.func.now())
-            .returning(chats.c.last_seq)
-        )
-        if seq is None:
-            member = await require_member(conn, caller, chat_id)  # raises the precise 404 / 403
-            refuse_if_archived(member)
-            raise AssertionError("unreachable: membership check passed but chat update matched nothing")
-        if reply_to is not None:
-            target = await conn.scalar(
-                sa.select(messages.c.id).where(messages.c.id == reply_to, messages.c.chat_id == chat_id)
-            )
-            if target is None:
-                raise validation_error("reply_to is not a message of this chat", "reply_to")
-        insert = (
-            pg_insert(messages)
-            .values(
-                chat_id=chat_id,
-                seq=seq,
-                sender_id=caller.user_id,
-                content=content,
-                reply_to=reply_to,
-                idempotency_key=key,
-            )
-            .on_conflict_do_nothing(constraint="messages_idempotency_key")
-            .returning(*_MESSAGE_COLUMNS)
-        )
-        row = (await conn.execute(insert)).one_or_none()
-        if row is None:
-            raise _KeyTaken
-        if file_ids:
-            await conn.execute(
-                message_files.insert(),
-                [
-                    {"message_id": row.id, "file_id": file_id, "position": position}
-                    for position, file_id in enumerate(file_ids)
-                ],
-            )
-        # Posting in a chat means having seen it: the sender's read position moves to their message.
-        await conn.execute(
-            chat_members.update()
-            .where(
-                chat_members.c.chat_id == chat_id,
-                chat_members.c.user_id == caller.user_id,
-                chat_members.c.last_read_seq < seq,
-            )
-            .values(last_read_seq=seq)
-        )
-        message = message_out(row)
-        if file_ids:  # without files the list is empty: no query on the hot path
-            await attach_files(conn, [message])
-        message.mentions = await store_mentions(conn, row)
-        await record(
-            conn,
-            events.new_event(
-                events.MESSAGE_CREATED,
-                workspace_id=caller.workspace_id,
-                actor_id=caller.user_id,
-                chat_id=chat_id,
-                data=to_builtins(message),
-            ),
-        )
+    """The send's writes, inside the caller's transaction."""
+    row = await _SEND.one_or_none(
+        conn,
+        chat_id=chat_id,
+        workspace_id=caller.workspace_id,
+        sender_id=caller.user_id,
+        content=content,
+        reply_to=reply_to,
+        key=key,
+    )
+    assert row is not None
+    if row.allocated is None:
+        member = await require_member(conn, caller, chat_id)  # raises the precise 404 / 403
+        refuse_if_archived(member)
+        raise AssertionError("unreachable: membership check passed but chat update matched nothing")
+    if not row.reply_ok:
+        raise validation_error("reply_to is not a message of this chat", "reply_to")
+    if row.id is None:
+        raise _KeyTaken
+    message = message_out(row)
+    if file_ids:  # without files the lists stay empty: no query on the hot path
+        await _ATTACH.execute(conn, message_id=row.id, file_ids=file_ids)
+        await decorate(conn, [message])
+    message.mentions = await store_mentions(conn, row)
+    await record(
+        conn,
+        events.new_event(
+            events.MESSAGE_CREATED,
+            workspace_id=caller.workspace_id,
+            actor_id=caller.user_id,
+            chat_id=chat_id,
+            data=to_builtins(message),
+        ),
+    )
     return message
+
+
+# A page of messages with their decoration, after the caller's membership (in the same round trip): the
+# newest before a seq (or the newest of all) in descending order, or the oldest after a seq in ascending
+# order. No row: the chat is not in the workspace; one row with a NULL role: not a member; rows without a
+# message id: no message. One message more than asked says whether more follow.
+_PAGE = (
+    """
+    SELECT member.role, page.*
+    FROM (__MEMBERSHIP__) AS member
+    LEFT JOIN LATERAL (
+        SELECT __MESSAGE__, __DECORATION__ FROM messages m
+        WHERE m.chat_id = member.id AND member.role IS NOT NULL __WHERE__
+        LIMIT :limit
+    ) AS page ON true
+    """.replace("__MEMBERSHIP__", MEMBERSHIP_SQL)
+    .replace("__MESSAGE__", MESSAGE_SQL_COLUMNS)
+    .replace("__DECORATION__", DECORATION)
+)
+_PAGE_LATEST = Sql(_PAGE.replace("__WHERE__", "ORDER BY m.seq DESC"))
+_PAGE_BEFORE = Sql(_PAGE.replace("__WHERE__", "AND m.seq < :before ORDER BY m.seq DESC"))
+_PAGE_AFTER = Sql(_PAGE.replace("__WHERE__", "AND m.seq > :after ORDER BY m.seq"))
 
 
 async def list_messages(
@@ -269,22 +289,25 @@ async def list_messages(
 ) -> tuple[list[MessageOut], bool]:
     if before is not None and after is not None:
         raise validation_error("Use either before or after, not both", "before")
-    async with ctx.engine.connect() as conn:
-        await require_member(conn, caller, chat_id)
-        query = sa.select(*_MESSAGE_COLUMNS).where(messages.c.chat_id == chat_id).limit(limit + 1)
+    who = {"chat_id": chat_id, "user_id": caller.user_id, "workspace_id": caller.workspace_id}
+    async with sql.connect(ctx.engine) as conn:
         if after is not None:
-            query = query.where(messages.c.seq > after).order_by(messages.c.seq)
+            rows = await _PAGE_AFTER.all(conn, **who, after=after, limit=limit + 1)
+        elif before is not None:
+            rows = await _PAGE_BEFORE.all(conn, **who, before=before, limit=limit + 1)
         else:
-            if before is not None:
-                query = query.where(messages.c.seq < before)
-            query = query.order_by(messages.c.seq.desc())
-        rows = (await conn.execute(query)).all()
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-        if after is None:
-            rows.reverse()
-        items = [message_out(row) for row in rows]
-        await decorate(conn, items)
+            rows = await _PAGE_LATEST.all(conn, **who, limit=limit + 1)
+    check_member(rows[0] if rows else None)
+    rows = [row for row in rows if row.id is not None]
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if after is None:
+        rows.reverse()
+    items = []
+    for row in rows:
+        message = message_out(row)
+        apply_decoration(message, row)
+        items.append(message)
     return items, has_more
 
 

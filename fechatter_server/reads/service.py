@@ -12,12 +12,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fechatter_core import events
+from fechatter_core.db import sql
 from fechatter_core.db.schema import chat_members, chats
+from fechatter_core.db.sql import Sql
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import require_member
 from fechatter_server.context import AppContext
-from fechatter_server.reads.queries import unread_count
+from fechatter_server.reads.queries import unread_count, unread_count_sql
 from fechatter_server.reads.schemas import UnreadCountOut
 from fechatter_server.views import ReadStateOut
 
@@ -79,14 +81,18 @@ async def _unread_in(conn: AsyncConnection, caller: AccessClaims, chat_id: int) 
     return int(count or 0)
 
 
+_UNREAD_COUNTS = Sql(
+    """
+    SELECT me.chat_id, __UNREAD__ AS unread_count
+    FROM chat_members me JOIN chats c ON c.id = me.chat_id
+    WHERE me.user_id = :user_id AND c.workspace_id = :workspace_id
+    ORDER BY me.chat_id
+    """.replace("__UNREAD__", unread_count_sql("me"))
+)
+
+
 async def unread_counts(ctx: AppContext, caller: AccessClaims) -> list[UnreadCountOut]:
     """Every chat of the caller in the token's workspace, in chat id order, in one statement."""
-    query = (
-        sa.select(chat_members.c.chat_id, unread_count(chat_members).label("unread_count"))
-        .join_from(chat_members, chats, chats.c.id == chat_members.c.chat_id)
-        .where(chat_members.c.user_id == caller.user_id, chats.c.workspace_id == caller.workspace_id)
-        .order_by(chat_members.c.chat_id)
-    )
-    async with ctx.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
+    async with sql.connect(ctx.engine) as conn:
+        rows = await _UNREAD_COUNTS.all(conn, user_id=caller.user_id, workspace_id=caller.workspace_id)
     return [UnreadCountOut(chat_id=row.chat_id, unread_count=row.unread_count) for row in rows]

@@ -12,7 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fechatter_core.db import sql
 from fechatter_core.db.schema import users, workspace_invites, workspace_members, workspaces
+from fechatter_core.db.sql import Sql
 from fechatter_core.errors import forbidden, not_found, unauthorized, validation_error
 from fechatter_core.security import AccessClaims
 from fechatter_server.auth.service import create_workspace_row, issue_session, new_invite_code, redeem_invite
@@ -31,15 +33,18 @@ async def _role(conn: AsyncConnection, workspace_id: int, user_id: int) -> str |
     )
 
 
+_USER = Sql(
+    """
+    SELECT u.id, u.email, u.fullname, u.is_bot, u.created_at
+    FROM users u JOIN workspace_members w ON w.user_id = u.id
+    WHERE u.id = :user_id AND w.workspace_id = :workspace_id
+    """
+)
+
+
 async def get_user(ctx: AppContext, caller: AccessClaims) -> UserOut:
-    async with ctx.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(users)
-                .join(workspace_members, workspace_members.c.user_id == users.c.id)
-                .where(users.c.id == caller.user_id, workspace_members.c.workspace_id == caller.workspace_id)
-            )
-        ).one_or_none()
+    async with sql.connect(ctx.engine) as conn:
+        row = await _USER.one_or_none(conn, user_id=caller.user_id, workspace_id=caller.workspace_id)
     if row is None:
         raise unauthorized("This account is not a member of the token's workspace")
     return user_out(row, caller.workspace_id)
