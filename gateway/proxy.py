@@ -207,9 +207,11 @@ class Proxy:
                 try:
                     pump = await self._begin(conn, head, body, method, more, receive, chunked_out, body_limit)
                 except UpstreamClosed:
-                    if not (conn.reused and not conn.received and replayable):
+                    if not (conn.reused and not conn.received and retryable):
                         raise
-                    # An idle connection the service had already closed: once more on a new one.
+                    # Most likely an idle connection the service had already closed (the pool skips those it
+                    # saw close), but the service may also have acted and then died: once more on a new
+                    # connection only when repeating is harmless (safe method, or an Idempotency-Key).
                     conn = await self.pool.connect(server)
                     pump = await self._begin(conn, head, body, method, more, receive, chunked_out, body_limit)
             except ConnectFailed as exc:
@@ -262,10 +264,14 @@ class Proxy:
         pump = asyncio.ensure_future(self._pump(conn, receive, chunked, limit, len(body)))
         exchange = conn.exchange
         pump.add_done_callback(lambda task: _pumped(task, conn, exchange))
-        # No time limit while the client is still sending; the service's time starts when it has it all.
-        while not pump.done() and not conn.head_done and conn.error is None:
-            await conn.head_or_poke()
-        await conn.response_head(self.timeout)
+        try:
+            # No time limit while the client is still sending; the service's time starts when it has it all.
+            while not pump.done() and not conn.head_done and conn.error is None:
+                await conn.head_or_poke()
+            await conn.response_head(self.timeout)
+        except BaseException:
+            pump.cancel()  # the caller never sees this task: stop reading the client's body here
+            raise
         return pump
 
     async def _pump(self, conn: Connection, receive: Receive, chunked: bool, limit: int, size: int) -> None:

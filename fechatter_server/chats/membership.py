@@ -99,7 +99,8 @@ async def set_member_role(
             raise not_found("That user is not a member of this chat")
         if target.role == "owner":
             raise forbidden("The owner's role cannot be changed")
-        if target.role != data.role:
+        changed = target.role != data.role
+        if changed:
             await conn.execute(
                 chat_members.update()
                 .where(chat_members.c.chat_id == chat_id, chat_members.c.user_id == user_id)
@@ -120,9 +121,10 @@ async def set_member_role(
                     },
                 ),
             )
-            ctx.publisher.wake()
         member = chat_member_out(target, caller.workspace_id)
         member.role = data.role.value
+    if changed:
+        ctx.publisher.wake()  # after the commit, so the publisher finds the event
     return member
 
 

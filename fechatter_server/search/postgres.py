@@ -96,7 +96,7 @@ def conditions(caller: AccessClaims, query: ParsedQuery, chat_id: int | None) ->
     if query.has_file:
         where.append(sa.exists().where(message_files.c.message_id == messages.c.id))
     for text in query.texts:
-        if _CJK_PAIR.fullmatch(text):
+        if _CJK_PAIR.fullmatch(text) and text.isalpha():  # letters: what the text parser keeps as one word
             # Exactly the messages where these two characters are adjacent, as the substring rule would find.
             where.append(messages.c.search_tsv.op("@@")(sa.func.plainto_tsquery(_SIMPLE, text)))
             continue
