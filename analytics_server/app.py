@@ -12,6 +12,7 @@ from litestar.types import ASGIApp
 from analytics_server.store import open_store
 from fechatter_core import bus
 from fechatter_core.config import load_config
+from fechatter_core.lifecycle import end_with_parent
 from fechatter_core.logs import configure_logging
 from fechatter_core.settings import AnalyticsSettings
 from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
@@ -52,6 +53,7 @@ def build_app(settings: AnalyticsSettings) -> Litestar:
 
 
 def create_app() -> ASGIApp:
+    end_with_parent()  # create_app runs in Granian's worker process
     settings = load_config("analytics", AnalyticsSettings)
     configure_logging(SERVICE, settings.log.level)
     return wrap(build_app(settings), SERVICE)

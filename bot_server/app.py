@@ -13,6 +13,7 @@ from litestar.types import ASGIApp
 from fechatter_core import bus
 from fechatter_core.config import load_config
 from fechatter_core.db.engine import create_engine
+from fechatter_core.lifecycle import end_with_parent
 from fechatter_core.logs import configure_logging
 from fechatter_core.settings import BotSettings
 from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
@@ -60,6 +61,7 @@ def build_app(settings: BotSettings) -> Litestar:
 
 
 def create_app() -> ASGIApp:
+    end_with_parent()  # create_app runs in Granian's worker process
     settings = load_config("bot", BotSettings)
     configure_logging(SERVICE, settings.log.level)
     return wrap(build_app(settings), SERVICE)

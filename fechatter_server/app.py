@@ -16,6 +16,7 @@ from litestar.types import ASGIApp
 from fechatter_core import bus, redis_client
 from fechatter_core.config import load_config
 from fechatter_core.db.engine import create_engine
+from fechatter_core.lifecycle import end_with_parent
 from fechatter_core.logs import configure_logging
 from fechatter_core.outbox import OutboxPublisher
 from fechatter_core.settings import FechatterSettings
@@ -139,6 +140,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
 
 
 def create_app() -> ASGIApp:
+    end_with_parent()  # create_app runs in Granian's worker process
     settings = load_config("fechatter", FechatterSettings)
     configure_logging(SERVICE, settings.log.level)
     return wrap(build_app(settings), SERVICE)

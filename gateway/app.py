@@ -12,6 +12,7 @@ from litestar import Litestar, MediaType, Response, get
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from fechatter_core.config import load_config
+from fechatter_core.lifecycle import end_with_parent
 from fechatter_core.logs import configure_logging
 from fechatter_core.settings import GatewaySettings
 from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
@@ -157,6 +158,7 @@ def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
 
 
 def create_app() -> ASGIApp:
+    end_with_parent()  # create_app runs in Granian's worker process
     settings = load_config("gateway", GatewaySettings)
     configure_logging(SERVICE, settings.log.level)
     return wrap(GatewayApp(settings), SERVICE, access_log=True)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import psutil
 
 from tests.conftest import User
 from tests.sse import SseReader, open_sse
@@ -55,6 +56,14 @@ def kill9(stack: RunningStack, name: str) -> int:
     pid = stack.state()["children"][name]["pid"]
     os.kill(pid, signal.SIGKILL)
     return int(pid)
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """The processes ``pid`` started (a Granian main process: its workers)."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 async def wait_restarted(stack: RunningStack, name: str, old_pid: int, timeout: float = 60.0) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import create_chat, team
 from tests.e2e.test_realtime_resume import assert_resumes_with_exactly, last_id_after_one_message
-from tests.realtime import kill9, wait_restarted
+from tests.realtime import descendants, kill9, wait_restarted
 from tests.sse import send
 from tests.stackutil import RunningStack, make_stack
 
@@ -35,6 +36,7 @@ async def test_resume_after_kill_9(own_stack: RunningStack, victim: str) -> None
         chat = await create_chat(client, alice, [bob])
         last_id = await last_id_after_one_message(stack, client, alice, bob, chat["id"])
 
+        workers = descendants(stack.state()["children"][victim]["pid"])
         old_pid = kill9(stack, victim)
         if victim == "fechatter_server":
             # Sends need the chat API: they happen once it is back.
@@ -47,3 +49,6 @@ async def test_resume_after_kill_9(own_stack: RunningStack, victim: str) -> None
         await wait_restarted(stack, victim, old_pid)
         await assert_resumes_with_exactly(stack, client, bob, last_id, missed, alice, chat["id"])
     assert stack.state()["children"][victim]["restarts"] >= 1
+    # The killed process's workers do not live on as orphans next to the new instance.
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"workers of the killed {victim} still running: {[p.pid for p in alive]}"
