@@ -172,19 +172,28 @@ async def test_sends_sse_and_resume_across_instances(replicas: RunningStack) -> 
         assert {r.json()["data"]["id"] for r in again} == {first.json()["data"]["id"]}
 
         # Resume on the other instance: what member missed while away arrives, in order, from notify B.
+        # (Read until both messages have arrived: an earlier send's event, published late by the other chat
+        # instance, may come first; the resume point is the last event this stream saw.)
         async with sse_at(notify_a, member) as first_stream:
+            wanted = set()
             for n in range(2):
-                await http.post(url, headers=owner.auth, json={"content": f"seen {n}"})
-            seen_id = None
-            for _ in range(2):
-                seen_id, _ = await first_stream.next("new_message", timeout=10)
+                response = await http.post(url, headers=owner.auth, json={"content": f"seen {n}"})
+                wanted.add(response.json()["data"]["seq"])
+            seen_id, seen = None, set()
+            while not wanted <= seen:
+                seen_id, data = await first_stream.next("new_message", timeout=10)
+                seen.add(data["seq"])
         missed = []
         for n in range(3):
             response = await http.post(url, headers=owner.auth, json={"content": f"missed {n}"})
             missed.append(response.json()["data"]["seq"])
         async with sse_at(notify_b, member, last_event_id=seen_id) as resumed:
-            got = [(await resumed.next("new_message", timeout=10))[1]["seq"] for _ in range(3)]
-        assert sorted(got) == sorted(missed)
+            got = []
+            while not set(missed) <= set(got):
+                got.append((await resumed.next("new_message", timeout=10))[1]["seq"])
+        # Every missed message once, and nothing the first stream had already delivered.
+        assert len(got) == len(set(got)) and not set(got) & seen, (got, missed, sorted(seen))
+        assert sorted(seq for seq in got if seq in missed) == sorted(missed)
 
 
 async def test_killing_one_chat_instance_keeps_reads_working(replicas: RunningStack) -> None:
