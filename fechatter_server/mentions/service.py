@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from fechatter_core.db.schema import chat_members, chats, message_mentions, messages
+from fechatter_core.db.schema import MESSAGE_COLUMNS, chat_members, chats, message_mentions, messages
 from fechatter_core.db.sql import Connection, Sql
 from fechatter_core.security import AccessClaims
 from fechatter_server.context import AppContext
@@ -57,16 +57,7 @@ async def unread_mentions(ctx: AppContext, caller: AccessClaims, limit: int) -> 
     """Messages mentioning the caller after their read position in that chat, newest first."""
     query = (
         sa.select(
-            messages.c.id,
-            messages.c.chat_id,
-            messages.c.seq,
-            messages.c.sender_id,
-            messages.c.content,
-            messages.c.reply_to,
-            messages.c.idempotency_key,
-            messages.c.created_at,
-            messages.c.edited_at,
-            messages.c.deleted_at,
+            *MESSAGE_COLUMNS,
             message_mentions.c.mention_type,
         )
         .select_from(message_mentions)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from fechatter_core import events
 from fechatter_core.db import sql
 from fechatter_core.db.schema import (
+    MESSAGE_COLUMNS,
     message_edits,
     message_files,
     message_pins,
@@ -42,19 +43,6 @@ from fechatter_server.views import MessageEditOut, MessageOut, message_edit_out,
 MESSAGE_SQL_COLUMNS = (
     "m.id, m.chat_id, m.seq, m.sender_id, m.content, m.reply_to, m.idempotency_key, m.created_at, "
     "m.edited_at, m.deleted_at"
-)
-
-_MESSAGE_COLUMNS = (
-    messages.c.id,
-    messages.c.chat_id,
-    messages.c.seq,
-    messages.c.sender_id,
-    messages.c.content,
-    messages.c.reply_to,
-    messages.c.idempotency_key,
-    messages.c.created_at,
-    messages.c.edited_at,
-    messages.c.deleted_at,
 )
 
 
@@ -313,7 +301,7 @@ async def list_messages(
 
 async def message_in_chat(conn: Any, chat_id: int, message_id: int, *, lock: bool = False) -> Any:
     """The message, which must belong to ``chat_id``: an id of another chat is as unknown as a missing one."""
-    query = sa.select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id, messages.c.chat_id == chat_id)
+    query = sa.select(*MESSAGE_COLUMNS).where(messages.c.id == message_id, messages.c.chat_id == chat_id)
     if lock:
         query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE, see the module docstring
     row = (await conn.execute(query)).one_or_none()
@@ -359,7 +347,7 @@ async def _edit(
                 messages.update()
                 .where(messages.c.id == row.id)
                 .values(content=content, edited_at=sa.func.now())
-                .returning(*_MESSAGE_COLUMNS)
+                .returning(*MESSAGE_COLUMNS)
             )
         ).one()
         await store_mentions(conn, updated, replace=True)
@@ -415,7 +403,7 @@ async def _delete(
                 messages.update()
                 .where(messages.c.id == row.id)
                 .values(content="", deleted_at=sa.func.now())
-                .returning(*_MESSAGE_COLUMNS)
+                .returning(*MESSAGE_COLUMNS)
             )
         ).one()
         message = message_out(updated)
@@ -462,7 +450,7 @@ async def list_replies(
         await message_in_chat(conn, chat_id, message_id)
         # Replies always live in the parent's chat (send checks it); the chat filter keeps that explicit.
         query = (
-            sa.select(*_MESSAGE_COLUMNS)
+            sa.select(*MESSAGE_COLUMNS)
             .where(messages.c.chat_id == chat_id, messages.c.reply_to == message_id)
             .order_by(messages.c.seq)
             .limit(limit + 1)

@@ -30,7 +30,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fechatter_core.db.schema import chat_members, chats, message_files, messages
+from fechatter_core.db.schema import MESSAGE_COLUMNS, chat_members, chats, message_files, messages
 from fechatter_core.errors import ApiError
 from fechatter_core.events import decode_event
 from fechatter_core.security import AccessClaims
@@ -395,18 +395,7 @@ class MeiliSearch:
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(
-                        messages.c.id,
-                        messages.c.chat_id,
-                        messages.c.seq,
-                        messages.c.sender_id,
-                        messages.c.content,
-                        messages.c.reply_to,
-                        messages.c.idempotency_key,
-                        messages.c.created_at,
-                        messages.c.edited_at,
-                        messages.c.deleted_at,
-                    ).where(
+                    sa.select(*MESSAGE_COLUMNS).where(
                         messages.c.id.in_(ids),
                         messages.c.chat_id.in_(chat_ids),
                         messages.c.deleted_at.is_(None),
