@@ -1,14 +1,15 @@
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it } from 'vitest'
-import type { Message, Reaction } from '../src/api/types'
+import type { Message, Pin, Reaction } from '../src/api/types'
 import { composeQuery, emptyFilters, parseQuery } from '../src/lib/search'
 import { reacted, reactionLabel, withReaction } from '../src/lib/reactions'
 import { useAuthStore } from '../src/stores/auth'
 import { useChatsStore } from '../src/stores/chats'
 import { retryTiming, useMessagesStore } from '../src/stores/messages'
+import { usePinsStore } from '../src/stores/pins'
 import { AWAY_AFTER_MS, usePresenceStore } from '../src/stores/presence'
 import { useRealtimeStore } from '../src/stores/realtime'
-import { FakeEventSource, ServerChat, installFetch, json } from './fakes'
+import { FakeEventSource, ServerChat, installFetch, json, message } from './fakes'
 
 const ME = 1
 const OTHER = 2
@@ -292,5 +293,65 @@ describe('direct message partner', () => {
     expect(chats.otherMember({ ...base, chat_type: 'Single', member_ids: [ME, OTHER] })).toBe(OTHER)
     expect(chats.otherMember({ ...base, chat_type: 'Single', member_ids: [ME] })).toBe(ME)
     expect(chats.otherMember({ ...base, chat_type: 'Group', member_ids: [ME, OTHER] })).toBeNull()
+  })
+})
+
+describe('pins', () => {
+  const pinOf = (m: Message, at: string): Pin => ({ chat_id: m.chat_id, message: m, pinned_by: OTHER, pinned_at: at })
+
+  it('loads a chat\'s pins, pins and unpins through the API, and follows the stream', async () => {
+    signedIn()
+    const [older, newer, third] = [message(50, 1), message(50, 2), message(50, 3)]
+    const calls = installFetch(({ method, url }) => {
+      if (url.pathname === '/api/chat/50/pins') return json([pinOf(older, '2026-01-01T10:00:00Z')])
+      if (url.pathname === `/api/chat/50/messages/${newer.id}/pin`) {
+        return method === 'POST' ? json(pinOf(newer, '2026-01-01T11:00:00Z')) : json({ chat_id: 50, message_id: newer.id })
+      }
+      return json(null, 404)
+    })
+    const pins = usePinsStore()
+    await pins.load(50)
+    expect(pins.isPinned(50, older.id)).toBe(true)
+    await pins.toggle(50, newer.id)
+    expect(pins.of(50).map((p) => p.message.id)).toEqual([newer.id, older.id]) // newest pin first
+    await pins.toggle(50, newer.id)
+    expect(pins.of(50).map((p) => p.message.id)).toEqual([older.id])
+    expect(calls.filter((c) => c.method !== 'GET').map((c) => [c.method, c.path])).toEqual([
+      ['POST', `/api/chat/50/messages/${newer.id}/pin`],
+      ['DELETE', `/api/chat/50/messages/${newer.id}/pin`],
+    ])
+
+    const realtime = useRealtimeStore()
+    realtime.start((u) => new FakeEventSource(u))
+    const es = FakeEventSource.instances[0]
+    es.open()
+    es.emit('message_pinned', pinOf(third, '2026-01-01T12:00:00Z'), '1')
+    es.emit('message_pinned', pinOf(third, '2026-01-01T12:00:00Z'), '2') // seen twice: listed once
+    es.emit('message_updated', { ...older, content: 'changed', edited_at: '2026-01-02T00:00:00Z' }, '3')
+    es.emit('message_pinned', pinOf(message(51, 1), '2026-01-01T12:00:00Z'), '4') // a chat not loaded
+    await tick(5)
+    expect(pins.of(50).map((p) => [p.message.id, p.message.content])).toEqual([
+      [third.id, third.content],
+      [older.id, 'changed'],
+    ])
+    expect(pins.of(51)).toEqual([])
+    es.emit('message_unpinned', { chat_id: 50, message_id: older.id, unpinned_by: OTHER }, '5')
+    await tick(5)
+    expect(pins.of(50).map((p) => p.message.id)).toEqual([third.id])
+    realtime.stop()
+  })
+
+  it('keeps the list as it was when the server refuses a pin', async () => {
+    signedIn()
+    const m = message(52, 1)
+    installFetch(({ method, url }) => {
+      if (url.pathname === '/api/chat/52/pins') return json([])
+      if (method === 'POST') return json({ code: 'forbidden', message: 'Only the owner or an admin pins in a channel' }, 403)
+      return json(null, 404)
+    })
+    const pins = usePinsStore()
+    await pins.load(52)
+    await expect(pins.toggle(52, m.id)).rejects.toThrow('Only the owner or an admin pins in a channel')
+    expect(pins.of(52)).toEqual([])
   })
 })

@@ -169,6 +169,56 @@ async def test_reactions_are_counted_live_and_toggle(new_page: NewPage, client: 
     assert shipped["reactions"] == [{"emoji": "👍", "count": 1, "user_ids": [p.ben_user.id]}]
 
 
+async def test_the_reaction_picker_closes_on_a_click_elsewhere(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    p = await pair_in_chat(new_page, client, "picker")
+    await ui.send(p.ann, "pick something")
+    await use_tool(p.ann, "pick something", "React")
+    picker = p.ann.get_by_role("group", name="Pick a reaction")
+    await expect(picker).to_be_visible()
+    await p.ann.get_by_role("heading", name="picker").click()
+    await expect(picker).to_have_count(0)
+    # Nothing was picked on the way out.
+    await expect(message(p.ann, "pick something").get_by_role("group", name="Reactions")).to_have_count(0)
+
+
+async def test_a_pin_shows_for_both_and_leads_to_the_message(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    p = await pair_in_chat(new_page, client, "pins")
+    await ui.send(p.ann, "the release checklist is in the wiki")
+    await ui.send(p.ann, "something else")
+    await expect(message(p.ben, "something else")).to_have_count(1)
+
+    await use_tool(p.ben, "the release checklist", "Pin")
+    for page in (p.ann, p.ben):
+        await expect(message(page, "the release checklist")).to_contain_text("Pinned")
+        await expect(message(page, "something else")).not_to_contain_text("Pinned")
+        await expect(page.get_by_role("button", name="📌 1 pinned")).to_be_visible()
+
+    # The pinned list names the message; choosing it goes to the message.
+    await p.ann.get_by_role("button", name="📌 1 pinned").click()
+    pinned = p.ann.get_by_role("region", name="Pinned messages")
+    await expect(pinned).to_contain_text("the release checklist is in the wiki")
+    await pinned.get_by_role("button", name="the release checklist").click()
+    await expect(message(p.ann, "the release checklist")).to_be_in_viewport()
+
+    response = await client.get(f"/api/chat/{p.chat['id']}/pins", headers=p.ann_user.auth)
+    assert [pin["message"]["content"] for pin in response.json()["data"]] == [
+        "the release checklist is in the wiki"
+    ]
+
+    # Unpinned from the list by Ann: gone for Ben too, and after a reload.
+    await pinned.get_by_role("button", name=f"Unpin the message of {ANN}").click()
+    for page in (p.ann, p.ben):
+        await expect(page.get_by_role("button", name="📌 1 pinned")).to_have_count(0)
+        await expect(message(page, "the release checklist")).not_to_contain_text("Pinned")
+    await p.ben.reload()
+    await expect(message(p.ben, "the release checklist")).to_have_count(1)
+    await expect(message(p.ben, "the release checklist")).not_to_contain_text("Pinned")
+
+
 async def test_the_other_person_sees_who_is_typing(new_page: NewPage, client: httpx.AsyncClient) -> None:
     p = await pair_in_chat(new_page, client, "typing")
     # A message first: typing events come after events that carry ids, and must not pass for replays of them.

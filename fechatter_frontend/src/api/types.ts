@@ -87,3 +87,18 @@ export interface SearchHit {
   message: Message
   highlight: string
 }
+
+/** A pinned message (`GET /api/chat/{id}/pins`, and `message_pinned` on the live stream). */
+export interface Pin {
+  chat_id: number
+  message: Message
+  pinned_by: number
+  pinned_at: string
+}
+
+/** `message_unpinned` on the live stream (also sent when a pinned message is deleted). */
+export interface UnpinEvent {
+  chat_id: number
+  message_id: number
+  unpinned_by: number
+}

@@ -11,6 +11,8 @@ export const EVENT_TYPES = [
   'message_read',
   'reaction_added',
   'reaction_removed',
+  'message_pinned',
+  'message_unpinned',
   'chat_created',
   'chat_updated',
   'chat_member_added',

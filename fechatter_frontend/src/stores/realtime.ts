@@ -1,9 +1,10 @@
 import { defineStore } from 'pinia'
-import type { Message, PresenceStatus, ReactionEvent } from '../api/types'
+import type { Message, Pin, PresenceStatus, ReactionEvent, UnpinEvent } from '../api/types'
 import { SseClient, type EventSourceFactory, type EventType } from '../realtime/sse'
 import { useAuthStore } from './auth'
 import { useChatsStore } from './chats'
 import { useMessagesStore, wakeRetries } from './messages'
+import { usePinsStore } from './pins'
 import { usePresenceStore } from './presence'
 
 let client: SseClient | null = null
@@ -76,6 +77,15 @@ export const useRealtimeStore = defineStore('realtime', {
           if (messages.logs[m.chat_id]) messages.insert(m.chat_id, [m])
           const chat = chats.byId(m.chat_id)
           if (chat?.last_message?.seq === m.seq) chat.last_message = m
+          usePinsStore().messageChanged(m)
+          break
+        }
+        case 'message_pinned': {
+          usePinsStore().added(data as Pin)
+          break
+        }
+        case 'message_unpinned': {
+          usePinsStore().removed(data as UnpinEvent)
           break
         }
         case 'reaction_added':
@@ -122,6 +132,8 @@ export const useRealtimeStore = defineStore('realtime', {
           await chats.load()
           await usePresenceStore().load()
           for (const id of Object.keys(messages.logs)) await messages.reload(Number(id))
+          const pins = usePinsStore()
+          for (const id of Object.keys(pins.byChat)) await pins.load(Number(id)).catch(() => {})
           break
         }
         default:
