@@ -1,7 +1,8 @@
 """Two instances of the chat API and two of notify behind one gateway (`FECHATTER_REPLICAS=chat=2,notify=2`):
 sends spread over both chat instances stay gap-free and idempotent, SSE clients on different notify
 instances see the same events, a stream resumes on the other instance, and killing one chat instance
-keeps reads working while the supervisor restarts it."""
+keeps reads working while the supervisor restarts it; presence held on two notify instances survives the
+kill of one and lapses when its only instance is killed."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from tests.sse import SseReader
 from tests.stackutil import REPO_ROOT, RunningStack, make_stack
 
 pytestmark = pytest.mark.e2e
+
+
+PRESENCE_TTL = 4
 
 
 def _pair_of_free_ports(taken: set[int]) -> int:
@@ -54,7 +58,14 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]
     chat = _pair_of_free_ports(taken)
     notify = _pair_of_free_ports(taken | {chat, chat + 1})
     running.env.update(
-        {"FECHATTER_PORT": str(chat), "NOTIFY_PORT": str(notify), "FECHATTER_REPLICAS": "chat=2,notify=2"}
+        {
+            "FECHATTER_PORT": str(chat),
+            "NOTIFY_PORT": str(notify),
+            "FECHATTER_REPLICAS": "chat=2,notify=2",
+            # Presence of a killed instance's streams lapses within seconds rather than half a minute.
+            "PRESENCE_TTL_SECONDS": str(PRESENCE_TTL),
+            "PRESENCE_HEARTBEAT_SECONDS": "1",
+        }
     )
     try:
         running.start()
@@ -225,3 +236,69 @@ async def test_killing_one_chat_instance_keeps_reads_working(replicas: RunningSt
             pytest.fail("the killed chat instance was not restarted")
         log = (replicas.data_dir.parent / f"{replicas.data_dir.name}-supervisor.log").read_text()
         assert re.search(r"fechatter_server-2 exited with code -?\d+; restarting", log), log[-2000:]
+
+
+async def presence_of(http: httpx.AsyncClient, viewer: User, user_id: int) -> str:
+    response = await http.get("/api/presence", headers=viewer.auth)
+    assert response.status_code == 200, response.text
+    return next((p["status"] for p in response.json()["data"] if p["user_id"] == user_id), "offline")
+
+
+async def next_presence(reader: SseReader, user_id: int, timeout: float) -> str:
+    while True:
+        _, data = await reader.next("user_presence", timeout=timeout)
+        if data["user_id"] == user_id:
+            return data["status"]
+
+
+async def wait_for_restart(stack: RunningStack, name: str, victim: dict) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = stack.state()["children"][name]
+        if now["pid"] != victim["pid"]:
+            with contextlib.suppress(httpx.HTTPError):
+                async with httpx.AsyncClient(timeout=5) as direct:
+                    if (await direct.get(instance_url(stack, name) + "/health")).status_code == 200:
+                        return
+        await asyncio.sleep(0.5)
+    pytest.fail(f"{name} was not restarted")
+
+
+async def test_presence_survives_the_kill_of_one_notify_instance(replicas: RunningStack) -> None:
+    """Presence is the union of a user's live streams on every notify process: a `kill -9` of one process
+    (no shutdown code runs) keeps a user online while another holds a stream of theirs, and takes a user
+    whose only stream it held offline once the presence ttl lapses, announced once to the others."""
+    async with httpx.AsyncClient(base_url=replicas.url, timeout=15) as http:
+        watcher, both, only_a = await team(http, 3)
+        await create_chat(http, watcher, [both, only_a])
+        notify_a = instance_url(replicas, "notify_server")
+        notify_b = instance_url(replicas, "notify_server-2")
+        async with (
+            sse_at(notify_b, watcher) as watching,
+            sse_at(notify_a, both),
+            sse_at(notify_b, both),
+            sse_at(notify_a, only_a),
+        ):
+            for user in (both, only_a):
+                deadline = time.monotonic() + 10
+                while await presence_of(http, watcher, user.id) != "online":
+                    assert time.monotonic() < deadline, f"user {user.id} never showed online"
+                    await asyncio.sleep(0.2)
+            # Forget the announcements of them coming online: from here on only changes count.
+            await asyncio.sleep(0.5)
+            while not watching.events.empty():
+                watching.events.get_nowait()
+            victim = replicas.state()["children"]["notify_server"]
+            os.killpg(victim["pid"], signal.SIGKILL)
+            killed_at = time.monotonic()
+            # Only the user whose only stream was on the killed process goes offline, once the ttl lapses.
+            assert await next_presence(watching, only_a.id, timeout=PRESENCE_TTL + 10) == "offline"
+            assert time.monotonic() - killed_at >= PRESENCE_TTL - 1.5
+            assert await presence_of(http, watcher, only_a.id) == "offline"
+            assert await presence_of(http, watcher, both.id) == "online"
+            # A few ttls later nothing has changed for the user still connected to the live process.
+            with contextlib.suppress(TimeoutError):
+                status = await next_presence(watching, both.id, timeout=PRESENCE_TTL + 1)
+                pytest.fail(f"presence of a user still connected changed to {status}")
+            assert await presence_of(http, watcher, both.id) == "online"
+            await wait_for_restart(replicas, "notify_server", victim)
