@@ -12,7 +12,8 @@ or Japanese), then measures, through the same engine the API uses:
 - freshness lag (send committed → found by search) p99 while ``--writers`` tasks keep sending.
 
 It prints a Markdown section (with the commit and the machine) and appends it to ``--write`` when given.
-The database is dropped at the end unless ``--keep``.
+The database is dropped at the end unless ``--keep``; ``--database NAME`` measures again on a database an
+earlier ``--keep`` run loaded (its name is printed), skipping the load, and keeps it.
 """
 
 from __future__ import annotations
@@ -142,7 +143,17 @@ async def load(conn: asyncpg.Connection, args: argparse.Namespace, rng: random.R
     await conn.execute("CREATE INDEX messages_content_trgm_idx ON messages USING gin (content gin_trgm_ops)")
     await conn.execute("CREATE INDEX messages_search_tsv_idx ON messages USING gin (search_tsv)")
     await conn.execute("VACUUM ANALYZE")
-    return {"searcher_chats": len(searcher_chats), "sample_sender": chat_users[searcher_chats[0]][0]}
+    return await describe(conn)
+
+
+async def describe(conn: asyncpg.Connection) -> dict[str, int]:
+    """What the queries need to know about a loaded database: read back, so a reused one gives the same."""
+    searcher_chats = await conn.fetchval("SELECT count(*) FROM chat_members WHERE user_id = 1")
+    sample_sender = await conn.fetchval(
+        "SELECT min(user_id) FROM chat_members WHERE user_id <> 1"
+        " AND chat_id = (SELECT min(chat_id) FROM chat_members WHERE user_id = 1)"
+    )
+    return {"searcher_chats": searcher_chats, "sample_sender": sample_sender}
 
 
 async def measure(
@@ -182,6 +193,8 @@ async def freshness(
         while not stop.is_set():
             await send(rng.choice(chats), sentence(rng))
 
+    async with pool.acquire() as conn:
+        loaded_up_to = await conn.fetchval("SELECT max(id) FROM messages")
     writers = [asyncio.create_task(writer()) for _ in range(args.writers)]
     lags = []
     try:
@@ -196,6 +209,11 @@ async def freshness(
     finally:
         stop.set()
         await asyncio.gather(*writers, return_exceptions=True)
+        # The senders wrote only to the searching user's chats: left in place, they would be the newest
+        # messages of the next run on a reused database and make every query look cheaper.
+        async with pool.acquire() as conn:
+            await conn.execute("DELETE FROM messages WHERE id > $1", loaded_up_to)
+            await conn.execute("VACUUM ANALYZE messages")
         await pool.close()
     return lags
 
@@ -224,17 +242,25 @@ def machine() -> str:
 async def main(args: argparse.Namespace) -> str:
     rng = random.Random(args.seed)
     load_before = os.getloadavg()[0]
-    name = f"bench_search_{secrets.token_hex(4)}"
+    reuse = bool(args.database)
+    name = args.database or f"bench_search_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(args.admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    if not reuse:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        print(f"database: {name}", file=sys.stderr)
     base = args.admin_url.rsplit("/", 1)[0]
     url = f"{base}/{name}"
     try:
-        run_alembic(url)
-        conn = await asyncpg.connect(url)
-        t0 = time.perf_counter()
-        info = await load(conn, args, rng)
-        load_s = time.perf_counter() - t0
+        load_s = 0.0
+        if reuse:
+            conn = await asyncpg.connect(url)
+            info = await describe(conn)
+        else:
+            run_alembic(url)
+            conn = await asyncpg.connect(url)
+            t0 = time.perf_counter()
+            info = await load(conn, args, rng)
+            load_s = time.perf_counter() - t0
         server_version = await conn.fetchval("SHOW server_version")
         await conn.close()
 
@@ -266,18 +292,19 @@ async def main(args: argparse.Namespace) -> str:
         lags = await freshness(url, engine, caller, member_chats, args)
         await sa_engine.dispose()
     finally:
-        if not args.keep:
+        if not (args.keep or reuse):
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
     commit = git_commit()
+    loaded = f"reused database `{name}`" if reuse else f"load (COPY + index build): {load_s:.0f} s"
     lines = [
         f"## Search (PostgreSQL engine): {args.messages:,} messages over {args.chats:,} chats",
         "",
         f"- Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{commit}`, PostgreSQL {server_version}",
         f"- Machine: {machine()}; load average at the start {load_before:.1f}",
         f"- Searching user: member of {info['searcher_chats']} chats; {args.runs} runs per query, limit 20,"
-        f" through `PostgresSearch` in-process (no HTTP); load (COPY + index build): {load_s:.0f} s",
+        f" through `PostgresSearch` in-process (no HTTP); {loaded}",
         "",
         "| query | q | p50 ms | p99 ms | hits |",
         "|---|---|---|---|---|",
@@ -307,6 +334,7 @@ if __name__ == "__main__":
     parser.add_argument("--freshness-probes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
+    parser.add_argument("--database", help="measure on this database loaded by an earlier --keep run")
     parser.add_argument("--write", help="append the report to this Markdown file (e.g. docs/benchmarks.md)")
     arguments = parser.parse_args()
     if not arguments.admin_url:

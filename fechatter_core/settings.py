@@ -95,7 +95,8 @@ class SearchSettings(_Section, kw_only=True):
     offset_max: int = 1000
     # Characters of context kept on each side of the first match in ``highlight``.
     snippet_context_chars: int = 80
-    # PostgreSQL engine: only this many newest matches are ranked, so a very common word stays cheap.
+    # PostgreSQL engine: only this many newest matches are ranked (whole-word and substring-only matches
+    # together), so a very common word stays cheap.
     rank_window: int = 300
 
 

@@ -229,6 +229,31 @@ async def test_ranking_and_paging(sc: httpx.AsyncClient) -> None:
     assert last["meta"]["has_more"] is False and last["meta"]["next_offset"] is None
 
 
+async def test_whole_word_matches_come_before_substring_matches(sc: httpx.AsyncClient) -> None:
+    if sc.engine != "postgres":  # type: ignore[attr-defined]
+        pytest.skip("Meilisearch matches words, not substrings")
+    alice, bob = await team(sc, 2)
+    chat = await create_chat(sc, alice, [bob])
+    key = word()
+    as_word = await post(sc, alice, chat["id"], f"release {key} tonight")
+    # Newer, and the text occurs three times, but only inside longer words.
+    inside = await post(sc, alice, chat["id"], f"{key}a {key}b {key}c")
+    await eventually_found(sc, bob, key, 2)
+    assert [h["message"]["id"] for h in await found(sc, bob, key)] == [as_word["id"], inside["id"]]
+    # Paging runs through both groups in that order.
+    first = (await search(sc, bob, key, limit=1)).json()
+    assert [h["message"]["id"] for h in first["data"]] == [as_word["id"]] and first["meta"]["has_more"]
+    second = (await search(sc, bob, key, limit=1, offset=1)).json()
+    assert [h["message"]["id"] for h in second["data"]] == [inside["id"]]
+    assert second["meta"]["has_more"] is False
+    # A phrase of whole words comes before the same text found inside words.
+    phrase = await post(sc, alice, chat["id"], f"x{key} release {key}y")
+    hits = await found(sc, bob, f'"release {key}"')
+    assert [h["message"]["id"] for h in hits] == [as_word["id"], phrase["id"]]
+    hits = await found(sc, bob, f'"{key} release"')
+    assert [h["message"]["id"] for h in hits] == [phrase["id"]]
+
+
 async def test_highlight_is_html_escaped_around_the_marks(sc: httpx.AsyncClient) -> None:
     alice, bob = await team(sc, 2)
     chat = await create_chat(sc, alice, [bob])
