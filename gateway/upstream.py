@@ -66,6 +66,9 @@ class Connection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # llhttp cannot be told that a response has no body (the answer to HEAD), so the parser of such an
+        # exchange is left behind mid-message and the next exchange starts a fresh one.
+        self._parser_spent = False
         self.closed = False
         self.reused = False
         self._write_paused = False
@@ -154,14 +157,21 @@ class Connection(asyncio.Protocol):
         self.status = status
         self.head_done = True
         if self.head_only:
-            # The answer to HEAD has no body whatever its Content-Length says; llhttp cannot be told so,
-            # and the connection is closed after it.
+            # The answer to HEAD ends with its head, whatever its Content-Length or Transfer-Encoding say.
+            # llhttp (through httptools) would wait for that body: the exchange is complete here, and the
+            # next one gets a new parser. llhttp still knows whether the connection may be kept (HTTP/1.1
+            # without "Connection: close", and a length or chunked framing).
             self.complete = True
-            self.keep_alive = False
+            self.keep_alive = self.parser.should_keep_alive()
+            self._parser_spent = True
         self._wake()
 
     def on_body(self, body: bytes) -> None:
         if self.complete:
+            if self.head_only:
+                # Bytes after the head of a HEAD answer: the service is out of step.
+                self.keep_alive = False
+                self.close()
             return
         if not self.head_done:
             self.fail(UpstreamClosed("a body without a response head"))
@@ -217,6 +227,9 @@ class Connection(asyncio.Protocol):
         self._reset()
         self.exchange += 1
         self.head_only = head_only
+        if self._parser_spent:
+            self.parser = httptools.HttpResponseParser(self)
+            self._parser_spent = False
         assert self.transport is not None
         self.transport.write(head)
 

@@ -32,6 +32,9 @@ class UpstreamStub:
         self.health_probes = 0
         self.hits: list[str] = []  # paths of the requests other than /health
         self.forwarded_for: list[str] = []
+        # For each request other than /health, the number of the connection it came on (from 1).
+        self.hit_connections: list[int] = []
+        self.connections = 0
         self.received = 0
         self.body_started = asyncio.Event()
         self.release = asyncio.Event()
@@ -59,6 +62,8 @@ class UpstreamStub:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
+        connection = self.connections
         try:
             while True:
                 try:
@@ -72,7 +77,7 @@ class UpstreamStub:
                     if ":" in line:
                         key, value = line.split(":", 1)
                         headers[key.strip().lower()] = value.strip()
-                keep = await self._answer(method, target, headers, reader, writer)
+                keep = await self._answer(method, target, headers, reader, writer, connection)
                 await writer.drain()
                 if not keep:
                     return
@@ -124,6 +129,7 @@ class UpstreamStub:
         headers: dict[str, str],
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        connection: int,
     ) -> bool:
         parts = urlsplit(target)
         query = parse_qs(parts.query)
@@ -136,6 +142,7 @@ class UpstreamStub:
             _respond(writer, self.health_status, body.encode())
             return True
         self.hits.append(parts.path)
+        self.hit_connections.append(connection)
         self.forwarded_for.append(headers.get("x-forwarded-for", ""))
         if route == "upload":
             total = await self._body(headers, reader)

@@ -244,6 +244,31 @@ async def test_answers_without_a_body_leave_the_connection_usable(tmp_path: Path
             assert response.json() == {"received": size}
 
 
+async def test_head_keeps_its_upstream_connection(tmp_path: Path) -> None:
+    """The answer to HEAD has no body though its Content-Length is the GET body's: the gateway ends the
+    exchange at the head, so the client gets the headers at once and the connection serves the next
+    request."""
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat]) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+    ):
+        got = await http.get("/api/who")
+        head = await http.head("/api/who")
+        assert head.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-type"] == "application/json"
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert head.headers["x-content-type-options"] == "nosniff"
+        again = await http.get("/api/who")
+        assert again.json()["server"] == "chat"
+        await http.head("/api/who")
+        await http.get("/api/who")
+        # One request at a time: all five on one connection to the service.
+        assert chat.hits == ["/api/who"] * 5
+        assert set(chat.hit_connections) == {chat.hit_connections[0]}, chat.hit_connections
+
+
 async def test_connections_stay_in_step_after_streamed_bodies(tmp_path: Path) -> None:
     """A connection that carried a streamed body goes back to the pool and serves the next request
     whatever the order in which the body's end and the answer were noticed."""
@@ -360,6 +385,10 @@ async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path: P
             await proxy.get("/api/who", headers={"X-Forwarded-For": "198.51.100.8"})
             await proxy.get("/api/who")  # no header: the proxy itself is the client
             await proxy.get("/api/who", headers={"X-Forwarded-For": "not-an-address"})
+            # Proxies that write the port they saw: the address alone counts.
+            ported = {"X-Forwarded-For": "198.51.100.9:4711, [2001:DB8::7]:51234, 10.1.2.3:443"}
+            await proxy.get("/api/who", headers=ported, params={"probe": "ported"})
+            await proxy.get("/api/who", headers={"X-Forwarded-For": "203.0.113.5, 203.0.113.6:http"})
         async with client_at(gw, "127.0.0.78") as stranger:
             await stranger.get("/api/who", headers={"X-Forwarded-For": "203.0.113.9"}, params={"probe": "x"})
         assert chat.forwarded_for == [
@@ -367,12 +396,16 @@ async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path: P
             "198.51.100.8",
             "127.0.0.77",
             "127.0.0.77",
+            "2001:db8::7",
+            "127.0.0.77",
             "127.0.0.78",
         ]
         await wait_for(lambda: "probe=x" in gw.log_text())
         log = gw.log_text()
         trusted_line = next(line for line in log.splitlines() if "probe=trusted" in line)
         assert "198.51.100.7 GET /api/who" in trusted_line
+        ported_line = next(line for line in log.splitlines() if "probe=ported" in line)
+        assert "2001:db8::7 GET /api/who" in ported_line
         stranger_line = next(line for line in log.splitlines() if "probe=x" in line)
         assert "127.0.0.78 GET /api/who" in stranger_line
 
