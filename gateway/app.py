@@ -73,7 +73,13 @@ class GatewayApp:
         async def lifespan(app: Litestar) -> AsyncIterator[None]:
             # No cookie jar and no redirects: the pool relays exactly what each side sent, so a Set-Cookie
             # meant for one client never travels with another client's request.
-            self.pool = pool = Pool(self.settings.upstream_connect_timeout_seconds)
+            limits = self.settings.upstream_pool
+            self.pool = pool = Pool(
+                self.settings.upstream_connect_timeout_seconds,
+                max_connections=limits.max_connections,
+                wait_seconds=limits.wait_seconds,
+                max_waiting=limits.max_waiting,
+            )
             self.proxy = Proxy(self.table, pool, timeout=self.settings.upstream_timeout_seconds)
             checker = HealthChecker(self.table, pool, self.settings.health_checks)
             checker.start()

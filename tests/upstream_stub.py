@@ -9,7 +9,12 @@ gateway process in front of these. Routes:
   ``{"received": n}``. ``body_started`` is set at the first byte, ``received`` counts them.
 - ``GET …/download?size=N``: N bytes, sized; the first ``HOLD_BYTES`` at once and the rest only once
   ``release`` is set (when ``hold`` is in the query) or straight away.
+- ``POST …/upload-then-die``: reads ``DIE_AFTER`` bytes of the body, then drops the connection unanswered
+  (a service that crashed during an upload).
 - ``GET …/status?code=N``: status N with an empty body.
+
+While ``close_kept_connections`` is set, a request that comes on a connection which already served one is
+not answered: the connection is closed (a service whose keep-alive timeout ran out as the request came).
 - anything else: ``{"server": name, "path": ..., "headers": {...}}`` (for HEAD, only its head).
 """
 
@@ -21,6 +26,7 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 HOLD_BYTES = 64 * 1024
+DIE_AFTER = 256 * 1024
 PIECE = 64 * 1024
 
 
@@ -39,6 +45,7 @@ class UpstreamStub:
         self.body_started = asyncio.Event()
         self.release = asyncio.Event()
         self.uploads_completed = 0
+        self.close_kept_connections = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.url = ""
@@ -64,6 +71,7 @@ class UpstreamStub:
         self._tasks.add(task)
         self.connections += 1
         connection = self.connections
+        served = 0
         try:
             while True:
                 try:
@@ -77,6 +85,9 @@ class UpstreamStub:
                     if ":" in line:
                         key, value = line.split(":", 1)
                         headers[key.strip().lower()] = value.strip()
+                if served and self.close_kept_connections and not target.startswith("/health"):
+                    return
+                served += 1
                 keep = await self._answer(method, target, headers, reader, writer, connection)
                 await writer.drain()
                 if not keep:
@@ -144,6 +155,11 @@ class UpstreamStub:
         self.hits.append(parts.path)
         self.hit_connections.append(connection)
         self.forwarded_for.append(headers.get("x-forwarded-for", ""))
+        if route == "upload-then-die":
+            await reader.readexactly(DIE_AFTER)
+            self.received += DIE_AFTER
+            writer.transport.abort()
+            return False
         if route == "upload":
             total = await self._body(headers, reader)
             self.uploads_completed += 1
