@@ -239,7 +239,12 @@ class Proxy:
         replayable = not more
         retryable = replayable and _retryable(method, idempotency_key)
         failure = UpstreamFailed(503, "unavailable", f"{upstream.name} is unavailable")
-        for server in upstream.candidates():
+        candidates = upstream.candidates()
+        if not route.stream and len(candidates) > 1 and self.pool.is_full(candidates[0]):
+            # An instance with every connection busy (a slow one, most likely) is passed over for one that
+            # has a connection to spare; it is waited for only when all are busy.
+            candidates.sort(key=self.pool.is_full)
+        for server in candidates:
             head = b"%s%s\r\n%s" % (start, self.pool.server(server).host_header, rest)
             conn: Connection | None = None
             pump: asyncio.Task[None] | None = None

@@ -389,6 +389,11 @@ class Pool:
     def open_connections(self, url: str) -> int:
         return self._instance(url).open
 
+    def is_full(self, url: str) -> bool:
+        """Whether a request for ``url`` would have to wait: every connection it may have is busy."""
+        instance = self._instance(url)
+        return instance.open >= self.max_connections and not instance.idle
+
     async def acquire(self, url: str, *, fresh: bool = False, stream: bool = False) -> Connection:
         """A connection to ``url``: an idle one (marked ``reused``) unless ``fresh``, else a new one within
         the cap, else the next one that comes free. ``stream``: a connection of its own, outside the cap

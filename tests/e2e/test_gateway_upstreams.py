@@ -393,6 +393,25 @@ async def test_connections_per_instance_are_capped_and_streams_do_not_count(tmp_
         assert "fechatter_server at " + chat.url + " is busy" in gw.log_text()
 
 
+async def test_an_instance_with_every_connection_busy_is_passed_over(tmp_path: Path) -> None:
+    env = {"GATEWAY_UPSTREAM_MAX_CONNECTIONS": "1", "GATEWAY_UPSTREAM_POOL_WAIT": "0.5"}
+    async with (
+        stubs("a", "b") as (a, b),
+        gateway(tmp_path, [a, b], **env) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+        http.stream("GET", "/api/download", params={"size": HOLD_BYTES + 1, "hold": 1}) as held,
+    ):
+        await asyncio.wait_for(held.aiter_raw().__anext__(), 10)
+        busy = a if a.hits else b
+        for _ in range(4):
+            # Round-robin would send every other request to the busy instance, to wait and get a 503.
+            response = await http.get("/api/who")
+            assert response.status_code == 200, response.text
+        assert busy.hits == ["/api/download"]
+        a.release.set()
+        b.release.set()
+
+
 # -- active health checks ----------------------------------------------------------------------------
 
 
