@@ -9,8 +9,9 @@ Connections per instance are capped (``upstream_pool.max_connections``): a reque
 for one to come free, for a bounded time and in a bounded queue, and then gets ``PoolExhausted`` (the
 proxy answers 503 with Retry-After). Stream routes (SSE) hold their connection for hours, so each stream
 gets a connection of its own outside the cap (``acquire(stream=True)``), closed when the stream ends: a
-few hundred open browser tabs must never leave the API calls without a connection. The notify server
-bounds its own streams, and each one is also a client connection to the gateway.
+few hundred open browser tabs must never leave the API calls without a connection. The number of streams
+is not capped here: each one is also a client connection to the gateway, and each connect counts against
+the client's rate limits.
 
 Bodies stream both ways: a request body is written as it arrives (with the transport's flow control, so a
 slow service holds the client back instead of filling memory), and a response body is handed on chunk by
