@@ -82,8 +82,9 @@ async def clear(redis: aioredis.Redis, key: str) -> None:
 
 
 # Several fixed windows counted in one round trip (the gateway checks address, user and route tier at
-# once). Each key's window starts at its first hit; the reply is [count, ttl] per key.
-_HIT_MANY = """
+# once: KEYS are the counters, ARGV their windows in seconds). Each key's window starts at its first hit;
+# the reply is [count, ttl] per key, read by ``multi_window_verdicts``.
+MULTI_WINDOW_SCRIPT = """
 local out = {}
 for i, key in ipairs(KEYS) do
   local count = redis.call('INCR', key)
@@ -99,18 +100,11 @@ return out
 """
 
 
-class MultiWindow:
-    """Count one hit against several ``(key, limit, window)`` rules with one EVALSHA. Raises
-    ``RedisError`` (and ``OSError``) so that the caller decides how to fail."""
-
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self._script = redis.register_script(_HIT_MANY)
-
-    async def hit(self, rules: list[tuple[str, int, int]]) -> list[Verdict]:
-        reply = await self._script(keys=[k for k, _, _ in rules], args=[w for _, _, w in rules])
-        verdicts = []
-        for i, (_, limit, window) in enumerate(rules):
-            count, ttl = int(reply[2 * i]), int(reply[2 * i + 1])
-            ttl = ttl if ttl > 0 else window
-            verdicts.append(Verdict(count <= limit, limit, max(0, limit - count), ttl))
-        return verdicts
+def multi_window_verdicts(rules: list[tuple[str, int, int]], reply: list[int]) -> list[Verdict]:
+    """The verdict of each ``(key, limit, window)`` rule from ``MULTI_WINDOW_SCRIPT``'s reply."""
+    verdicts = []
+    for i, (_, limit, window) in enumerate(rules):
+        count, ttl = int(reply[2 * i]), int(reply[2 * i + 1])
+        ttl = ttl if ttl > 0 else window
+        verdicts.append(Verdict(count <= limit, limit, max(0, limit - count), ttl))
+    return verdicts

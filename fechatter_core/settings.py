@@ -278,6 +278,21 @@ class HealthCheckSettings(_Section, kw_only=True):
             raise ValueError("unhealthy_after and healthy_after must be at least 1")
 
 
+class UpstreamPoolSettings(_Section, kw_only=True):
+    # Connections the gateway keeps open to one upstream instance at once, stream routes (SSE) apart.
+    max_connections: int = 128
+    # How long a request beyond the cap waits for a free connection before 503 unavailable (Retry-After).
+    wait_seconds: float = 5.0
+    # Requests waiting for one instance at once; one more is answered 503 at once.
+    max_waiting: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1 or self.max_waiting < 0:
+            raise ValueError("max_connections must be at least 1 and max_waiting at least 0")
+        if self.wait_seconds <= 0:
+            raise ValueError("wait_seconds must be positive")
+
+
 class TlsSettings(_Section, kw_only=True):
     cert: str = ""
     key: str = ""
@@ -311,6 +326,7 @@ class GatewaySettings(_Section, kw_only=True):
     upstream_connect_timeout_seconds: float = 2.0
     # A replica that refused a connection is skipped for this long.
     upstream_down_seconds: float = 5.0
+    upstream_pool: UpstreamPoolSettings = msgspec.field(default_factory=UpstreamPoolSettings)
     health_checks: HealthCheckSettings = msgspec.field(default_factory=HealthCheckSettings)
     # Addresses or CIDR blocks (entries may hold several, comma-separated) of proxies in front of the
     # gateway: only a request from one of them has its client address taken from X-Forwarded-For.

@@ -7,9 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Response, get
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from fechatter_core.config import load_config
 from fechatter_core.lifecycle import end_with_parent
@@ -19,10 +18,11 @@ from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
 from gateway.cors import Cors
 from gateway.forwarded import ClientAddress
 from gateway.frontend import frontend_handlers
-from gateway.headers import SecurityHeaders
+from gateway.headers import SecurityHeaders, with_headers
 from gateway.health import HealthChecker, health_all
 from gateway.limits import Limiter, classify
 from gateway.proxy import Proxy, drain, send_error
+from gateway.redis_client import RedisClient
 from gateway.routing import PathTemplates, RoutingTable
 from gateway.upstream import Pool
 
@@ -30,16 +30,10 @@ SERVICE = "gateway"
 OWN_PATHS = {"/health", "/api/health", "/metrics", "/api/health/all", "/gateway/health"}
 
 
-def _redis(settings: GatewaySettings) -> aioredis.Redis | None:
+def _redis(settings: GatewaySettings) -> RedisClient | None:
     if settings.redis is None or not settings.rate_limits.enabled:
         return None
-    return aioredis.Redis.from_url(
-        settings.redis.url,
-        password=settings.redis.password or None,
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-        max_connections=200,
-    )
+    return RedisClient(settings.redis.url, password=settings.redis.password or None, timeout=0.5)
 
 
 class GatewayApp:
@@ -73,7 +67,13 @@ class GatewayApp:
         async def lifespan(app: Litestar) -> AsyncIterator[None]:
             # No cookie jar and no redirects: the pool relays exactly what each side sent, so a Set-Cookie
             # meant for one client never travels with another client's request.
-            self.pool = pool = Pool(self.settings.upstream_connect_timeout_seconds)
+            limits = self.settings.upstream_pool
+            self.pool = pool = Pool(
+                self.settings.upstream_connect_timeout_seconds,
+                max_connections=limits.max_connections,
+                wait_seconds=limits.wait_seconds,
+                max_waiting=limits.max_waiting,
+            )
             self.proxy = Proxy(self.table, pool, timeout=self.settings.upstream_timeout_seconds)
             checker = HealthChecker(self.table, pool, self.settings.health_checks)
             checker.start()
@@ -117,44 +117,33 @@ class GatewayApp:
             await self.litestar(scope, receive, send)
             return
         self.client_address.resolve(scope)
-        send = self.security_headers.wrap_send(scope, send)
-        if await self.cors.preflight(scope, send):
+        path = scope["path"]
+        # Security headers (and rate-limit headers) join the response head in one wrapper of ``send``.
+        security = self.security_headers.for_path(path)
+        if scope["method"] == "OPTIONS" and await self.cors.preflight(scope, with_headers(send, security)):
             return
         send = self.cors.wrap_send(scope, send)
-        path = scope["path"]
         route = self.table.resolve(path) if path not in OWN_PATHS else None
         if route is None or self.proxy is None:
-            await self.litestar(scope, receive, send)
+            await self.litestar(scope, receive, with_headers(send, security))
             return
         scope["path_template"] = self.templates.template(path)
         tier = classify(self.settings, scope["method"], path)
         decision = await self.limiter.check(scope, tier)
-        if decision is not None:
-            if not decision.allowed:
-                await drain(receive, tier.body_limit)
-                await send_error(
-                    send,
-                    429,
-                    "rate_limited",
-                    f"Too many requests; retry in {decision.retry_after} s",
-                    decision.headers,
-                )
-                return
-            send = _with_headers(send, decision.headers)
-        await self.proxy.handle(scope, receive, send, route, tier.body_limit)
-
-
-def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            # A service's own limit (the chat API's sign-in limits) is the one that answered: keep its.
-            if not any(k.lower() == b"x-ratelimit-limit" for k, _ in headers):
-                headers += extra
-            message["headers"] = headers
-        await send(message)
-
-    return send_with_headers
+        if decision is not None and not decision.allowed:
+            await drain(receive, tier.body_limit)
+            await send_error(
+                with_headers(send, security),
+                429,
+                "rate_limited",
+                f"Too many requests; retry in {decision.retry_after} s",
+                decision.headers,
+            )
+            return
+        rate_limit = decision.headers if decision is not None else ()
+        await self.proxy.handle(
+            scope, receive, with_headers(send, security, rate_limit), route, tier.body_limit
+        )
 
 
 def create_app() -> ASGIApp:

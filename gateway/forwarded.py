@@ -4,8 +4,10 @@ By default the address is the peer of the connection, and whatever X-Forwarded-F
 replaced (a client must not pick the address its rate limits count). When the peer is one of the
 ``trusted_proxies`` (a load balancer, a CDN), the client is the address that proxy saw: X-Forwarded-For is
 read from the right, past every trusted address, and the first untrusted one is the client (entries
-further left were written by the client itself and prove nothing). The address found replaces the peer
-for everything after it: rate limits, the access log, and the X-Forwarded-For sent to the services.
+further left were written by the client itself and prove nothing). An entry may carry the port the proxy
+saw (``203.0.113.7:51234``, ``[2001:db8::1]:443``); one that is not an address at all is never believed.
+The address found, in its canonical spelling, replaces the peer for everything after it: rate limits, the
+access log, and the X-Forwarded-For sent to the services.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from functools import lru_cache
 from litestar.types import Scope
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_networks(entries: list[str]) -> list[Network]:
@@ -41,12 +44,9 @@ class ClientAddress:
         self._trusted = lru_cache(maxsize=4096)(self._is_trusted)
 
     def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.strip())
-        except ValueError:
+        ip = parse_hop(address)
+        if ip is None:
             return False
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
         return any(ip in network for network in self.networks)
 
     def resolve(self, scope: Scope) -> None:
@@ -70,14 +70,43 @@ class ClientAddress:
             if not self._trusted(hop):
                 client = hop
                 break
-        if not _valid(client):
+        # The first hop that is not a trusted proxy must be an address: anything else (a name, "unknown",
+        # an obfuscated RFC 7239 identifier, junk) proves nothing: the proxy that sent it stays the client.
+        address = parse_hop(client)
+        if address is None:
             return
-        scope["client"] = (client, 0)
+        scope["client"] = (str(address), 0)
 
 
-def _valid(address: str) -> bool:
+def parse_hop(hop: str) -> IPAddress | None:
+    """The address of one X-Forwarded-For entry, or None when it is not one.
+
+    Proxies write an address alone (``203.0.113.7``, ``2001:db8::1``), with the port they saw
+    (``203.0.113.7:51234``, ``[2001:db8::1]:443``), or bracketed or quoted as in RFC 7239
+    (``"[2001:db8::1]"``). The result is the canonical form (lower case, zeros compressed, an IPv4-mapped
+    IPv6 address as IPv4, no zone), so that one client never gets two rate-limit counters by spelling."""
+    text = hop.strip().strip('"').strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or not _port_or_nothing(text[end + 1 :]):
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:
+        text, _, port = text.partition(":")
+        if not _port_or_nothing(":" + port):
+            return None
+    text = text.split("%", 1)[0]  # an IPv6 zone names an interface of the proxy, not the client
     try:
-        ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return True
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _port_or_nothing(rest: str) -> bool:
+    if not rest:
+        return True
+    port = rest[1:]
+    return rest[0] == ":" and port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535

@@ -3,7 +3,7 @@ already set is left as it is."""
 
 from __future__ import annotations
 
-from litestar.types import Message, Scope, Send
+from litestar.types import Message, Send
 
 from fechatter_core.settings import SecurityHeaderSettings
 
@@ -26,15 +26,26 @@ class SecurityHeaders:
             (b"content-security-policy", settings.docs_content_security_policy.encode()),
         ]
 
-    def wrap_send(self, scope: Scope, send: Send) -> Send:
-        extra = self.docs_headers if scope["path"].startswith(DOCS_PREFIX) else self.app_headers
+    def for_path(self, path: str) -> list[tuple[bytes, bytes]]:
+        return self.docs_headers if path.startswith(DOCS_PREFIX) else self.app_headers
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in extra if k not in present]
-                message["headers"] = headers
-            await send(message)
 
-        return send_with_headers
+Headers = list[tuple[bytes, bytes]]
+
+
+def with_headers(send: Send, defaults: Headers, rate_limit: Headers | tuple[()] = ()) -> Send:
+    """``send`` adding the gateway's headers to the response head, in one pass: each of ``defaults`` that
+    the response does not set already (security headers), and the ``rate_limit`` headers unless a service
+    answered with its own limit (the chat API's sign-in limits are the ones that applied)."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            present = {k.lower() for k, _ in headers}
+            headers += [(k, v) for k, v in defaults if k not in present]
+            if rate_limit and b"x-ratelimit-limit" not in present:
+                headers += rate_limit
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_headers

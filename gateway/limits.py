@@ -24,13 +24,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from litestar.types import Scope
-from redis.exceptions import RedisError
 
-from fechatter_core.ratelimit import MultiWindow, Verdict
+from fechatter_core.ratelimit import MULTI_WINDOW_SCRIPT, Verdict, multi_window_verdicts
 from fechatter_core.security import TokenError, bearer_token, verify_access_token
 from fechatter_core.settings import GatewaySettings, RateRule
+from gateway.redis_client import RedisClient, RedisFailure
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +98,11 @@ def _query_token(scope: Scope) -> str | None:
 
 
 class Limiter:
-    def __init__(self, settings: GatewaySettings, redis: aioredis.Redis | None) -> None:
+    def __init__(self, settings: GatewaySettings, redis: RedisClient | None) -> None:
         self.settings = settings
         self.rules = settings.rate_limits
         self.enabled = settings.rate_limits.enabled and redis is not None
-        self.windows = MultiWindow(redis) if redis is not None else None
+        self.redis = redis
         self._users: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
         self._skip_until = 0.0
         self.redis_ok = True
@@ -147,15 +146,18 @@ class Limiter:
 
     async def check(self, scope: Scope, tier: Tier) -> Decision | None:
         """None when nothing was checked (limits off, or Redis unreachable)."""
-        if not self.enabled or self.windows is None:
+        if not self.enabled or self.redis is None:
             return None
         now = time.monotonic()
         if now < self._skip_until:
             return None
-        rules = self._rules(scope, tier)
+        rules = [(key, rule.limit, rule.window_seconds) for key, rule in self._rules(scope, tier)]
         try:
-            verdicts = await self.windows.hit([(k, r.limit, r.window_seconds) for k, r in rules])
-        except (RedisError, OSError) as exc:
+            reply = await self.redis.script(
+                MULTI_WINDOW_SCRIPT, [key for key, _, _ in rules], [window for _, _, window in rules]
+            )
+            verdicts = multi_window_verdicts(rules, reply)
+        except (RedisFailure, ValueError, TypeError, IndexError) as exc:
             self._skip_until = now + RETRY_REDIS_AFTER
             if self.redis_ok:
                 log.warning("rate limits not checked, Redis unreachable (requests pass): %s", exc)

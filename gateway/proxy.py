@@ -5,6 +5,7 @@ downloads are never held whole and Server-Sent Events flow through unbuffered.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import msgspec
@@ -12,7 +13,15 @@ from litestar.types import Message, Receive, Scope, Send
 
 from fechatter_core.errors import error_body
 from gateway.routing import Route, RoutingTable
-from gateway.upstream import ConnectFailed, Connection, Pool, UpstreamClosed, UpstreamError, UpstreamTimeout
+from gateway.upstream import (
+    ConnectFailed,
+    Connection,
+    Pool,
+    PoolExhausted,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +97,34 @@ class ClientGone(Exception):
 
 
 class UpstreamFailed(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or []
+
+
+# A busy instance (every pooled connection in use past the wait): the client may try again shortly.
+BUSY_RETRY_AFTER = b"1"
+
+
+class ClientBody:
+    """The client's ``receive`` for a body that streams, noting whether it has been read to its end: a
+    request answered with an error before that has the rest read and dropped first, or the client, still
+    sending, would see its connection reset instead of the answer."""
+
+    __slots__ = ("finished", "receive")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.finished = False
+
+    async def __call__(self) -> Message:
+        message = await self.receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.finished = True
+        return message
 
 
 # Sent again to the next replica after the request reached a server that failed before answering:
@@ -157,11 +191,14 @@ class Proxy:
 
         # The first part of the body: all of it for most requests, which then can be sent again.
         body, more = b"", False
+        client_body: ClientBody | None = None
         if chunked_in or (declared is not None and declared != b"0") or scope.get("http_version") == "2":
             message = await receive()
             if message["type"] != "http.request":
                 return
             body, more = message.get("body", b""), message.get("more_body", False)
+            if more:
+                receive = client_body = ClientBody(receive)
             if len(body) > body_limit:
                 if more:
                     await drain(receive, body_limit + DRAIN_EXTRA - len(body))
@@ -195,15 +232,24 @@ class Proxy:
             body = b"%x\r\n%s\r\n" % (len(body), body)
 
         upstream = route.upstream
+        # A body that streams cannot be sent again, so it never goes on an idle connection, which the service
+        # may have closed a moment ago (its keep-alive timeout): a new connection either is refused (nothing
+        # sent, the next instance is tried) or carries the whole body. An instance that fails while the
+        # body streams answers the client 502.
         replayable = not more
         retryable = replayable and _retryable(method, idempotency_key)
         failure = UpstreamFailed(503, "unavailable", f"{upstream.name} is unavailable")
-        for server in upstream.candidates():
+        candidates = upstream.candidates()
+        if not route.stream and len(candidates) > 1 and self.pool.is_full(candidates[0]):
+            # An instance with every connection busy (a slow one, most likely) is passed over for one that
+            # has a connection to spare; it is waited for only when all are busy.
+            candidates.sort(key=self.pool.is_full)
+        for server in candidates:
             head = b"%s%s\r\n%s" % (start, self.pool.server(server).host_header, rest)
             conn: Connection | None = None
             pump: asyncio.Task[None] | None = None
             try:
-                conn = await self.pool.acquire(server)
+                conn = await self.pool.acquire(server, fresh=more, stream=route.stream)
                 try:
                     pump = await self._begin(conn, head, body, method, more, receive, chunked_out, body_limit)
                 except UpstreamClosed:
@@ -212,12 +258,21 @@ class Proxy:
                     # Most likely an idle connection the service had already closed (the pool skips those it
                     # saw close), but the service may also have acted and then died: once more on a new
                     # connection only when repeating is harmless (safe method, or an Idempotency-Key).
-                    conn = await self.pool.connect(server)
+                    conn = await self.pool.acquire(server, fresh=True, stream=route.stream)
                     pump = await self._begin(conn, head, body, method, more, receive, chunked_out, body_limit)
             except ConnectFailed as exc:
                 log.warning("%s at %s unreachable (%s); trying the next", upstream.name, server, exc)
                 upstream.mark_down(server)
                 continue
+            except PoolExhausted as exc:
+                log.warning("%s at %s is busy: %s", upstream.name, server, exc)
+                failure = UpstreamFailed(
+                    503,
+                    "unavailable",
+                    f"{upstream.name} is busy; retry shortly",
+                    [(b"retry-after", BUSY_RETRY_AFTER)],
+                )
+                break
             except UpstreamTimeout:
                 failure = UpstreamFailed(504, "gateway_timeout", f"{upstream.name} did not answer in time")
                 break
@@ -243,6 +298,10 @@ class Proxy:
                 self.pool.release(server, conn)
             return
         _stop(pump, conn)
+        if client_body is not None and not client_body.finished:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.timeout):
+                    await drain(client_body, body_limit + DRAIN_EXTRA)
         await self._error(send, failure)
 
     async def _begin(
@@ -326,7 +385,7 @@ class Proxy:
 
     @staticmethod
     async def _error(send: Send, failure: UpstreamFailed) -> None:
-        await send_error(send, failure.status, failure.code, failure.message)
+        await send_error(send, failure.status, failure.code, failure.message, failure.headers)
 
 
 def _pumped(task: asyncio.Task[None], conn: Connection, exchange: int) -> None:

@@ -5,6 +5,14 @@ general-purpose client spent most of the gateway's time on pool bookkeeping and 
 gateway keeps its own small pool: one ``asyncio.Protocol`` per connection, responses parsed by llhttp (the
 C parser of ``httptools``), idle connections kept per server and reused last-in first-out.
 
+Connections per instance are capped (``upstream_pool.max_connections``): a request beyond the cap waits
+for one to come free, for a bounded time and in a bounded queue, and then gets ``PoolExhausted`` (the
+proxy answers 503 with Retry-After). Stream routes (SSE) hold their connection for hours, so each stream
+gets a connection of its own outside the cap (``acquire(stream=True)``), closed when the stream ends: a
+few hundred open browser tabs must never leave the API calls without a connection. The number of streams
+is not capped here: each one is also a client connection to the gateway, and each connect counts against
+the client's rate limits.
+
 Bodies stream both ways: a request body is written as it arrives (with the transport's flow control, so a
 slow service holds the client back instead of filling memory), and a response body is handed on chunk by
 chunk; reading from the service pauses while more than ``HIGH_WATER`` bytes wait for a slow client.
@@ -15,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -22,8 +31,6 @@ import httptools
 # Response bytes held for the client before reading from the service pauses (and resumes below LOW_WATER).
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
-# Idle connections kept per server; more are closed when they come back.
-MAX_IDLE = 256
 
 
 class UpstreamError(Exception):
@@ -41,6 +48,10 @@ class UpstreamClosed(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     """No response head, or no next body chunk, in time."""
+
+
+class PoolExhausted(UpstreamError):
+    """Every connection the instance may have is busy and none came free in time: nothing was sent."""
 
 
 class Server:
@@ -62,10 +73,15 @@ class Server:
 class Connection(asyncio.Protocol):
     """One keep-alive connection: one exchange at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_closed: Callable[[], None] | None = None) -> None:
         self.loop = loop
+        # Called once when the connection closes, whichever side closed it: gives its pool slot back.
+        self._on_closed = on_closed
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # llhttp cannot be told that a response has no body (the answer to HEAD), so the parser of such an
+        # exchange is left behind mid-message and the next exchange starts a fresh one.
+        self._parser_spent = False
         self.closed = False
         self.reused = False
         self._write_paused = False
@@ -114,6 +130,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._gone()
         if self.head_done and not self.complete and self._until_close():
             # No Content-Length and not chunked: the body ends with the connection.
             self.complete = True
@@ -154,14 +171,21 @@ class Connection(asyncio.Protocol):
         self.status = status
         self.head_done = True
         if self.head_only:
-            # The answer to HEAD has no body whatever its Content-Length says; llhttp cannot be told so,
-            # and the connection is closed after it.
+            # The answer to HEAD ends with its head, whatever its Content-Length or Transfer-Encoding say.
+            # llhttp (through httptools) would wait for that body: the exchange is complete here, and the
+            # next one gets a new parser. llhttp still knows whether the connection may be kept (HTTP/1.1
+            # without "Connection: close", and a length or chunked framing).
             self.complete = True
-            self.keep_alive = False
+            self.keep_alive = self.parser.should_keep_alive()
+            self._parser_spent = True
         self._wake()
 
     def on_body(self, body: bytes) -> None:
         if self.complete:
+            if self.head_only:
+                # Bytes after the head of a HEAD answer: the service is out of step.
+                self.keep_alive = False
+                self.close()
             return
         if not self.head_done:
             self.fail(UpstreamClosed("a body without a response head"))
@@ -210,13 +234,32 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._gone()
         if self.transport is not None:
             self.transport.abort()
+
+    def _gone(self) -> None:
+        callback, self._on_closed = self._on_closed, None
+        if callback is not None:
+            callback()
+
+    @property
+    def pooled(self) -> bool:
+        """Holds a slot of its pool (streams and health probes do not)."""
+        return self._on_closed is not None
+
+    def detach(self) -> None:
+        """Forget the pool slot (its owner passes it on) and close."""
+        self._on_closed = None
+        self.close()
 
     def begin(self, head: bytes, head_only: bool) -> None:
         self._reset()
         self.exchange += 1
         self.head_only = head_only
+        if self._parser_spent:
+            self.parser = httptools.HttpResponseParser(self)
+            self._parser_spent = False
         assert self.transport is not None
         self.transport.write(head)
 
@@ -304,37 +347,153 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError())
 
 
+class _Instance:
+    """The connections of one upstream instance: how many are open (idle or busy, streams apart), the idle
+    ones, and the requests waiting for one (each a future resolved with an idle connection, or with None:
+    a free slot to connect with)."""
+
+    __slots__ = ("idle", "open", "server", "waiters")
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.open = 0
+        self.idle: list[Connection] = []
+        self.waiters: deque[asyncio.Future[Connection | None]] = deque()
+
+
 class Pool:
-    """Idle keep-alive connections per server."""
+    """Keep-alive connections per instance, at most ``max_connections`` open at once (streams apart)."""
 
-    def __init__(self, connect_timeout: float, max_idle: int = MAX_IDLE) -> None:
+    def __init__(
+        self,
+        connect_timeout: float,
+        *,
+        max_connections: int = 128,
+        wait_seconds: float = 5.0,
+        max_waiting: int = 1024,
+    ) -> None:
         self.connect_timeout = connect_timeout
-        self.max_idle = max_idle
-        self._idle: dict[str, list[Connection]] = {}
-        self._servers: dict[str, Server] = {}
+        self.max_connections = max_connections
+        self.wait_seconds = wait_seconds
+        self.max_waiting = max_waiting
+        self._instances: dict[str, _Instance] = {}
 
-    def server(self, url: str) -> Server:
-        found = self._servers.get(url)
+    def _instance(self, url: str) -> _Instance:
+        found = self._instances.get(url)
         if found is None:
-            found = self._servers[url] = Server(url)
+            found = self._instances[url] = _Instance(Server(url))
         return found
 
-    async def acquire(self, url: str) -> Connection:
-        idle = self._idle.get(url)
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                return conn
-        return await self.connect(url)
+    def server(self, url: str) -> Server:
+        return self._instance(url).server
 
-    async def connect(self, url: str) -> Connection:
+    def open_connections(self, url: str) -> int:
+        return self._instance(url).open
+
+    def is_full(self, url: str) -> bool:
+        """Whether a request for ``url`` would have to wait: every connection it may have is busy."""
+        instance = self._instance(url)
+        return instance.open >= self.max_connections and not instance.idle
+
+    async def acquire(self, url: str, *, fresh: bool = False, stream: bool = False) -> Connection:
+        """A connection to ``url``: an idle one (marked ``reused``) unless ``fresh``, else a new one within
+        the cap, else the next one that comes free. ``stream``: a connection of its own, outside the cap
+        (``release`` closes it). Raises ``ConnectFailed`` or ``PoolExhausted``."""
+        if stream:
+            return await self.connect(url)
+        instance = self._instance(url)
+        if not fresh:
+            while instance.idle:
+                conn = instance.idle.pop()
+                if not conn.closed:
+                    conn.reused = True
+                    return conn
+        elif instance.open >= self.max_connections:
+            # A new connection is wanted while idle ones hold the slots: the oldest idle one gives up its.
+            while instance.idle and instance.open >= self.max_connections:
+                instance.idle.pop(0).close()
+        if instance.open < self.max_connections:
+            instance.open += 1
+            return await self._connect_in_slot(url, instance)
+        handed = await self._wait(instance)
+        if handed is None:
+            return await self._connect_in_slot(url, instance)
+        if fresh:
+            handed.detach()  # its slot stays ours
+            return await self._connect_in_slot(url, instance)
+        handed.reused = True
+        return handed
+
+    async def _wait(self, instance: _Instance) -> Connection | None:
+        if len(instance.waiters) >= self.max_waiting:
+            raise PoolExhausted(f"{self.max_waiting} requests already wait for {instance.server.url}")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Connection | None] = loop.create_future()
+        instance.waiters.append(waiter)
+        timer = loop.call_later(self.wait_seconds, _expire, waiter)
+        try:
+            return await waiter
+        except TimeoutError:
+            raise PoolExhausted(
+                f"all {self.max_connections} connections to {instance.server.url} stayed busy"
+                f" for {self.wait_seconds} s"
+            ) from None
+        except asyncio.CancelledError:
+            # Cancelled (the client left) just after a connection or a slot was handed over: give it back.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                handed = waiter.result()
+                if handed is None:
+                    self._slot_freed(instance)
+                else:
+                    self._give(instance, handed)
+            raise
+        finally:
+            timer.cancel()
+            if waiter in instance.waiters:
+                instance.waiters.remove(waiter)
+
+    async def _connect_in_slot(self, url: str, instance: _Instance) -> Connection:
+        """Connect with a slot already counted in ``instance.open``; the slot is freed when the connection
+        closes, or at once when connecting fails."""
+        freed = False
+
+        def free() -> None:
+            # Once, whether the connection closes or never came to be.
+            nonlocal freed
+            if not freed:
+                freed = True
+                self._slot_freed(instance)
+
+        try:
+            return await self.connect(url, on_closed=free)
+        except BaseException:
+            free()
+            raise
+
+    def _slot_freed(self, instance: _Instance) -> None:
+        while instance.waiters:
+            waiter = instance.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to the first waiting request
+                return
+        instance.open -= 1
+
+    def _give(self, instance: _Instance, conn: Connection) -> None:
+        while instance.waiters:
+            waiter = instance.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        instance.idle.append(conn)
+
+    async def connect(self, url: str, on_closed: Callable[[], None] | None = None) -> Connection:
+        """A new connection, outside the cap unless ``on_closed`` gives its slot back."""
         server = self.server(url)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: Connection(loop),
+                    lambda: Connection(loop, on_closed),
                     server.host,
                     server.port,
                     ssl=server.ssl,
@@ -347,20 +506,18 @@ class Pool:
         return conn
 
     def release(self, url: str, conn: Connection) -> None:
-        if not conn.reusable:
+        """Back to the pool when it can serve another exchange (to a waiting request first); else closed.
+        Connections outside the cap (streams) are closed."""
+        if not conn.reusable or not conn.pooled:
             conn.close()
             return
-        idle = self._idle.setdefault(url, [])
-        if len(idle) >= self.max_idle:
-            conn.close()
-            return
-        idle.append(conn)
+        self._give(self._instance(url), conn)
 
     def close(self) -> None:
-        for idle in self._idle.values():
-            for conn in idle:
+        for instance in self._instances.values():
+            for conn in instance.idle:
                 conn.close()
-        self._idle.clear()
+            instance.idle.clear()
 
     async def fetch(self, url: str, target: str, timeout: float) -> tuple[int, bytes]:
         """A small GET (health probes) on a connection of its own: status and whole body. Raises

@@ -9,7 +9,12 @@ gateway process in front of these. Routes:
   ``{"received": n}``. ``body_started`` is set at the first byte, ``received`` counts them.
 - ``GET …/download?size=N``: N bytes, sized; the first ``HOLD_BYTES`` at once and the rest only once
   ``release`` is set (when ``hold`` is in the query) or straight away.
+- ``POST …/upload-then-die``: reads ``DIE_AFTER`` bytes of the body, then drops the connection unanswered
+  (a service that crashed during an upload).
 - ``GET …/status?code=N``: status N with an empty body.
+
+While ``close_kept_connections`` is set, a request that comes on a connection which already served one is
+not answered: the connection is closed (a service whose keep-alive timeout ran out as the request came).
 - anything else: ``{"server": name, "path": ..., "headers": {...}}`` (for HEAD, only its head).
 """
 
@@ -21,6 +26,7 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 HOLD_BYTES = 64 * 1024
+DIE_AFTER = 256 * 1024
 PIECE = 64 * 1024
 
 
@@ -32,10 +38,14 @@ class UpstreamStub:
         self.health_probes = 0
         self.hits: list[str] = []  # paths of the requests other than /health
         self.forwarded_for: list[str] = []
+        # For each request other than /health, the number of the connection it came on (from 1).
+        self.hit_connections: list[int] = []
+        self.connections = 0
         self.received = 0
         self.body_started = asyncio.Event()
         self.release = asyncio.Event()
         self.uploads_completed = 0
+        self.close_kept_connections = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.url = ""
@@ -59,6 +69,9 @@ class UpstreamStub:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
+        connection = self.connections
+        served = 0
         try:
             while True:
                 try:
@@ -72,7 +85,10 @@ class UpstreamStub:
                     if ":" in line:
                         key, value = line.split(":", 1)
                         headers[key.strip().lower()] = value.strip()
-                keep = await self._answer(method, target, headers, reader, writer)
+                if served and self.close_kept_connections and not target.startswith("/health"):
+                    return
+                served += 1
+                keep = await self._answer(method, target, headers, reader, writer, connection)
                 await writer.drain()
                 if not keep:
                     return
@@ -124,6 +140,7 @@ class UpstreamStub:
         headers: dict[str, str],
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        connection: int,
     ) -> bool:
         parts = urlsplit(target)
         query = parse_qs(parts.query)
@@ -136,7 +153,13 @@ class UpstreamStub:
             _respond(writer, self.health_status, body.encode())
             return True
         self.hits.append(parts.path)
+        self.hit_connections.append(connection)
         self.forwarded_for.append(headers.get("x-forwarded-for", ""))
+        if route == "upload-then-die":
+            await reader.readexactly(DIE_AFTER)
+            self.received += DIE_AFTER
+            writer.transport.abort()
+            return False
         if route == "upload":
             total = await self._body(headers, reader)
             self.uploads_completed += 1

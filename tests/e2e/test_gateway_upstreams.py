@@ -244,6 +244,76 @@ async def test_answers_without_a_body_leave_the_connection_usable(tmp_path: Path
             assert response.json() == {"received": size}
 
 
+async def test_head_keeps_its_upstream_connection(tmp_path: Path) -> None:
+    """The answer to HEAD has no body though its Content-Length is the GET body's: the gateway ends the
+    exchange at the head, so the client gets the headers at once and the connection serves the next
+    request."""
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat]) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+    ):
+        got = await http.get("/api/who")
+        head = await http.head("/api/who")
+        assert head.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-type"] == "application/json"
+        assert head.headers["content-length"] == got.headers["content-length"]
+        assert head.headers["x-content-type-options"] == "nosniff"
+        again = await http.get("/api/who")
+        assert again.json()["server"] == "chat"
+        await http.head("/api/who")
+        await http.get("/api/who")
+        # One request at a time: all five on one connection to the service.
+        assert chat.hits == ["/api/who"] * 5
+        assert set(chat.hit_connections) == {chat.hit_connections[0]}, chat.hit_connections
+
+
+async def test_a_streamed_body_never_goes_on_a_connection_the_service_may_have_closed(tmp_path: Path) -> None:
+    """A body that streams cannot be sent again: it goes on a new connection, not on a kept one that the
+    service may be closing (here: every kept connection is closed when a request comes on it)."""
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat]) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=20) as http,
+    ):
+        assert (await http.get("/api/who")).status_code == 200  # leaves a kept connection
+        chat.close_kept_connections = True
+
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(8):
+                yield b"s" * (128 * 1024)
+                await asyncio.sleep(0.01)
+
+        response = await http.post("/api/upload", content=body())
+        assert response.status_code == 200, response.text
+        assert response.json() == {"received": 8 * 128 * 1024}
+
+
+async def test_a_service_failing_during_a_streamed_upload_answers_502(tmp_path: Path) -> None:
+    """Not sent again (the body is gone), but answered: 502 in the envelope, not a hang or a reset."""
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat]) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=20) as http,
+    ):
+
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(7):  # within the 1 MiB body limit of the route
+                yield b"d" * (128 * 1024)
+                await asyncio.sleep(0.02)
+
+        response = await http.post("/api/upload-then-die", content=body())
+        assert response.status_code == 502, response.text
+        assert response.json() == {
+            "success": False,
+            "error": {"code": "bad_gateway", "message": "fechatter_server failed to answer"},
+        }
+        assert chat.uploads_completed == 0
+        ok = await http.post("/api/upload", content=b"k" * 1000)
+        assert ok.json() == {"received": 1000}
+
+
 async def test_connections_stay_in_step_after_streamed_bodies(tmp_path: Path) -> None:
     """A connection that carried a streamed body goes back to the pool and serves the next request
     whatever the order in which the body's end and the answer were noticed."""
@@ -268,6 +338,78 @@ async def test_connections_stay_in_step_after_streamed_bodies(tmp_path: Path) ->
 
         await asyncio.gather(*(client() for _ in range(6)))
         assert "panicked" not in gw.log_text()
+
+
+# -- connections per instance -------------------------------------------------------------------------
+
+
+async def test_connections_per_instance_are_capped_and_streams_do_not_count(tmp_path: Path) -> None:
+    async with stubs("chat") as (chat,):
+        env = {
+            "GATEWAY_UPSTREAM_MAX_CONNECTIONS": "2",
+            "GATEWAY_UPSTREAM_POOL_WAIT": "0.5",
+            "NOTIFY_UPSTREAM": chat.url,  # so that /sse reaches the stub too
+        }
+        async with (
+            gateway(tmp_path, [chat], **env) as gw,
+            httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+            contextlib.AsyncExitStack() as held,
+        ):
+
+            async def hold(path: str) -> None:
+                # A response the service holds back: its connection stays busy until ``release``.
+                response = await held.enter_async_context(
+                    http.stream("GET", path, params={"size": HOLD_BYTES + 1, "hold": 1})
+                )
+                assert response.status_code == 200
+                await asyncio.wait_for(response.aiter_raw().__anext__(), 10)
+
+            # Streams (SSE) have connections of their own: more of them than the cap leave the API served.
+            for _ in range(3):
+                await hold("/sse/download")
+            assert (await http.get("/api/who")).status_code == 200
+
+            # Two API requests in flight take both connections: a third waits, then gets a clear 503.
+            await hold("/api/download")
+            await hold("/api/download")
+            started = time.monotonic()
+            busy = await http.get("/api/who")
+            assert busy.status_code == 503, busy.text
+            assert busy.json() == {
+                "success": False,
+                "error": {"code": "unavailable", "message": "fechatter_server is busy; retry shortly"},
+            }
+            assert busy.headers["retry-after"] == "1"
+            assert 0.4 < time.monotonic() - started < 5
+
+            # One that comes free within the wait serves the waiting request.
+            waiting = asyncio.ensure_future(http.get("/api/who"))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            chat.release.set()
+            assert (await waiting).status_code == 200
+        api = [n for path, n in zip(chat.hits, chat.hit_connections, strict=True) if path.startswith("/api")]
+        assert len(set(api)) <= 2, chat.hit_connections
+        assert "fechatter_server at " + chat.url + " is busy" in gw.log_text()
+
+
+async def test_an_instance_with_every_connection_busy_is_passed_over(tmp_path: Path) -> None:
+    env = {"GATEWAY_UPSTREAM_MAX_CONNECTIONS": "1", "GATEWAY_UPSTREAM_POOL_WAIT": "0.5"}
+    async with (
+        stubs("a", "b") as (a, b),
+        gateway(tmp_path, [a, b], **env) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+        http.stream("GET", "/api/download", params={"size": HOLD_BYTES + 1, "hold": 1}) as held,
+    ):
+        await asyncio.wait_for(held.aiter_raw().__anext__(), 10)
+        busy = a if a.hits else b
+        for _ in range(4):
+            # Round-robin would send every other request to the busy instance, to wait and get a 503.
+            response = await http.get("/api/who")
+            assert response.status_code == 200, response.text
+        assert busy.hits == ["/api/download"]
+        a.release.set()
+        b.release.set()
 
 
 # -- active health checks ----------------------------------------------------------------------------
@@ -360,6 +502,10 @@ async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path: P
             await proxy.get("/api/who", headers={"X-Forwarded-For": "198.51.100.8"})
             await proxy.get("/api/who")  # no header: the proxy itself is the client
             await proxy.get("/api/who", headers={"X-Forwarded-For": "not-an-address"})
+            # Proxies that write the port they saw: the address alone counts.
+            ported = {"X-Forwarded-For": "198.51.100.9:4711, [2001:DB8::7]:51234, 10.1.2.3:443"}
+            await proxy.get("/api/who", headers=ported, params={"probe": "ported"})
+            await proxy.get("/api/who", headers={"X-Forwarded-For": "203.0.113.5, 203.0.113.6:http"})
         async with client_at(gw, "127.0.0.78") as stranger:
             await stranger.get("/api/who", headers={"X-Forwarded-For": "203.0.113.9"}, params={"probe": "x"})
         assert chat.forwarded_for == [
@@ -367,12 +513,16 @@ async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path: P
             "198.51.100.8",
             "127.0.0.77",
             "127.0.0.77",
+            "2001:db8::7",
+            "127.0.0.77",
             "127.0.0.78",
         ]
         await wait_for(lambda: "probe=x" in gw.log_text())
         log = gw.log_text()
         trusted_line = next(line for line in log.splitlines() if "probe=trusted" in line)
         assert "198.51.100.7 GET /api/who" in trusted_line
+        ported_line = next(line for line in log.splitlines() if "probe=ported" in line)
+        assert "2001:db8::7 GET /api/who" in ported_line
         stranger_line = next(line for line in log.splitlines() if "probe=x" in line)
         assert "127.0.0.78 GET /api/who" in stranger_line
 

@@ -1,0 +1,106 @@
+"""The gateway's Redis client against a real redis-server: counting scripts, many commands in flight on
+one connection, passwords and databases, and a Redis that stops answering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fechatter_core.ratelimit import MULTI_WINDOW_SCRIPT, multi_window_verdicts
+from fechatter_stack.infra import redis_server_binary
+from gateway.redis_client import RedisClient, RedisFailure
+from tests.stackutil import free_ports
+
+PASSWORD = "client-test-password"
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    (port,) = free_ports(1)
+    directory = tmp_path_factory.mktemp("redis")
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+    argv += ["--requirepass", PASSWORD, "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGCONT)
+            proc.terminate()
+            proc.wait(10)
+
+
+async def connected(port: int, **options: str | float) -> RedisClient:
+    url = str(options.pop("url", f"redis://127.0.0.1:{port}/3"))
+    client = RedisClient(url, password=PASSWORD, **options)  # type: ignore[arg-type]
+    for _ in range(100):
+        with contextlib.suppress(RedisFailure):
+            await client.ping()
+            return client
+        await asyncio.sleep(0.05)
+    raise AssertionError("redis-server did not start")
+
+
+async def test_the_window_script_counts_and_many_commands_share_one_connection(
+    redis_server: tuple[int, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    port, _ = redis_server
+    client = await connected(port)
+    key = f"rl:test:{tmp_path.name}"
+    rules = [(key, 150, 60), (key + ":b", 1000, 30)]
+    keys, windows = [k for k, _, _ in rules], [w for _, _, w in rules]
+    # The first call loads the script (EVALSHA fails with NOSCRIPT once), the rest run it by its hash.
+    await client.execute("SCRIPT", "FLUSH")
+    replies = await asyncio.gather(*(client.script(MULTI_WINDOW_SCRIPT, keys, windows) for _ in range(200)))
+    counts = sorted(int(reply[0]) for reply in replies)
+    assert counts == list(range(1, 201))
+    verdicts = multi_window_verdicts(rules, max(replies, key=lambda reply: int(reply[0])))
+    assert [v.allowed for v in verdicts] == [False, True]
+    assert verdicts[0].remaining == 0 and 0 < verdicts[0].retry_after <= 60
+    # The database of the URL was selected, and only one connection was opened for all of it.
+    assert await client.execute("EXISTS", key) == 1
+    clients = (await client.execute("CLIENT", "LIST")).decode().splitlines()
+    assert len([line for line in clients if "db=3" in line]) == 1
+    await client.aclose()
+
+
+async def test_a_wrong_password_or_a_bad_url_fails_clearly(
+    redis_server: tuple[int, subprocess.Popen[bytes]],
+) -> None:
+    port, _ = redis_server
+    wrong = RedisClient(f"redis://127.0.0.1:{port}/0", password="not-it")
+    with pytest.raises(RedisFailure, match=r"WRONGPASS|invalid"):
+        await wrong.ping()
+    with pytest.raises(ValueError, match="redis://"):
+        RedisClient("http://127.0.0.1:6379")
+    closed = RedisClient(f"redis://127.0.0.1:{free_ports(1)[0]}/0", timeout=0.5)
+    with pytest.raises(RedisFailure, match="no connection"):
+        await closed.ping()
+
+
+async def test_a_redis_that_stops_answering_fails_in_time_and_is_used_again_after(
+    redis_server: tuple[int, subprocess.Popen[bytes]],
+) -> None:
+    port, proc = redis_server
+    client = await connected(port, timeout=0.3)
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await asyncio.gather(*(client.ping() for _ in range(5)), return_exceptions=True)
+        assert all(isinstance(r, RedisFailure) for r in results), results
+        assert loop.time() - started < 2
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    await client.ping()  # on a new connection
+    assert await client.execute("SET", "after-stop", "yes") == b"OK"
+    await client.aclose()
