@@ -95,6 +95,10 @@ async def closed_loop(name: str, clients: int, seconds: float, one: Any) -> Resu
     return Result(name, clients, len(latencies), errors, elapsed, latencies, time.process_time() - cpu)
 
 
+# The suffix of a run's name when it went straight to the chat API.
+_DIRECT = {False: "", True: " (direct)"}
+
+
 class Bench:
     def __init__(self, stack: RunningStack, seconds: float) -> None:
         self.stack = stack
@@ -129,13 +133,15 @@ class Bench:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def connections(self, clients: int) -> list[RawConnection]:
+    def connections(self, clients: int, direct: bool) -> list[RawConnection]:
         """One keep-alive connection per client, on the lean client (httpx would cost the benchmark process
-        milliseconds of CPU per request and become what is measured)."""
-        return [RawConnection(self.stack.url, self.auth) for _ in range(clients)]
+        milliseconds of CPU per request and become what is measured). ``direct``: to the chat API itself,
+        past the gateway."""
+        url = f"http://127.0.0.1:{self.stack.port('FECHATTER_PORT')}" if direct else self.stack.url
+        return [RawConnection(url, self.auth) for _ in range(clients)]
 
-    async def sends(self, clients: int) -> Result:
-        conns = self.connections(clients)
+    async def sends(self, clients: int, direct: bool = False) -> Result:
+        conns = self.connections(clients, direct)
 
         async def one(w: int, i: int) -> bool:
             # Each client writes to its own chat: this measures throughput, not one chat's row lock.
@@ -145,13 +151,13 @@ class Bench:
             return status == 201
 
         try:
-            return await closed_loop("send", clients, self.seconds, one)
+            return await closed_loop("send" + _DIRECT[direct], clients, self.seconds, one)
         finally:
             for conn in conns:
                 await conn.close()
 
-    async def history(self, clients: int) -> Result:
-        conns = self.connections(clients)
+    async def history(self, clients: int, direct: bool = False) -> Result:
+        conns = self.connections(clients, direct)
 
         async def one(w: int, i: int) -> bool:
             chat = self.chats[w % len(self.chats)]
@@ -159,7 +165,7 @@ class Bench:
             return status == 200
 
         try:
-            return await closed_loop("history", clients, self.seconds, one)
+            return await closed_loop("history" + _DIRECT[direct], clients, self.seconds, one)
         finally:
             for conn in conns:
                 await conn.close()
@@ -386,7 +392,14 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
     return "\n".join(lines)
 
 
-async def run(seconds: float, profile: bool, keep_profile: Path | None = None) -> str:
+async def run(
+    seconds: float,
+    profile: bool,
+    keep_profile: Path | None = None,
+    *,
+    direct: bool = False,
+    floor: bool = True,
+) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="fechatter-bench-"))
     stack = make_stack(
         tmp / "data",
@@ -425,14 +438,21 @@ async def run(seconds: float, profile: bool, keep_profile: Path | None = None) -
                         f"(py-spy exited {spy.returncode}: {err.decode(errors='replace')[:300]})"
                     )
             print(_line(result), flush=True)
-        for clients in (16, 64):
-            result = await bench.floor(clients)
-            results.append(result)
-            print(_line(result), flush=True)
-        for clients in (16, 64):
-            result = await bench.history(clients)
-            results.append(result)
-            print(_line(result), flush=True)
+        if direct:
+            for clients in (16, 64):
+                result = await bench.sends(clients, direct=True)
+                results.append(result)
+                print(_line(result), flush=True)
+        if floor:
+            for clients in (16, 64):
+                result = await bench.floor(clients)
+                results.append(result)
+                print(_line(result), flush=True)
+        for direct_read in (False, True) if direct else (False,):
+            for clients in (16, 64):
+                result = await bench.history(clients, direct=direct_read)
+                results.append(result)
+                print(_line(result), flush=True)
         await bench.http.aclose()
     finally:
         stack.stop()
@@ -469,9 +489,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each run")
     parser.add_argument("--profile", action="store_true", help="py-spy the chat API during a send run")
     parser.add_argument("--keep-profile", type=Path, help="also save py-spy's collapsed stacks here")
+    parser.add_argument(
+        "--direct", action="store_true", help="also send and read straight to the chat API, past the gateway"
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the asyncpg floor runs")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    section = asyncio.run(run(args.seconds, args.profile, args.keep_profile))
+    section = asyncio.run(
+        run(args.seconds, args.profile, args.keep_profile, direct=args.direct, floor=not args.no_floor)
+    )
     write_report(args.out, section)
     print(section)
 
