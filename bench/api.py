@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,9 @@ class Result:
     seconds: float
     latencies: list[float]
     client_cpu: float  # CPU seconds the benchmark process used during the run
+    # CPU seconds each part of the stack used during the run (its processes and their children). On a
+    # shared machine the rates swing with the neighbours' load; CPU per request barely does.
+    server_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -68,8 +71,13 @@ class Result:
     def client_cpu_percent(self) -> float:
         return 100 * self.client_cpu / self.seconds if self.seconds else 0.0
 
+    def cpu_ms_per_request(self, part: str) -> float:
+        return 1000 * self.server_cpu.get(part, 0.0) / self.count if self.count else float("nan")
 
-async def closed_loop(name: str, clients: int, seconds: float, one: Any) -> Result:
+
+async def closed_loop(
+    name: str, clients: int, seconds: float, one: Any, probe: CpuProbe | None = None
+) -> Result:
     """``clients`` workers each issue requests back to back for ``seconds``; ``one(worker, i)`` issues one
     and returns whether it succeeded."""
     latencies: list[float] = []
@@ -89,10 +97,53 @@ async def closed_loop(name: str, clients: int, seconds: float, one: Any) -> Resu
             i += 1
 
     cpu = time.process_time()
+    server_before = probe.read() if probe else {}
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(clients)))
     elapsed = time.perf_counter() - started
-    return Result(name, clients, len(latencies), errors, elapsed, latencies, time.process_time() - cpu)
+    server_after = probe.read() if probe else {}
+    server_cpu = {part: server_after[part] - server_before.get(part, 0.0) for part in server_after}
+    return Result(
+        name, clients, len(latencies), errors, elapsed, latencies, time.process_time() - cpu, server_cpu
+    )
+
+
+# The parts of the stack whose CPU a run reports, by their name in the supervisor's state file.
+CPU_PARTS = ("fechatter_server", "gateway", "postgres")
+
+
+class CpuProbe:
+    """User plus system CPU seconds of each part of a running stack, its child processes included (Granian
+    workers, PostgreSQL backends), read from /proc."""
+
+    def __init__(self, stack: RunningStack) -> None:
+        children = stack.state().get("children", {})
+        self.roots = {part: children[part]["pid"] for part in CPU_PARTS if children.get(part, {}).get("pid")}
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def read(self) -> dict[str, float]:
+        parents: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # The command name may hold spaces; the fields after it are fixed.
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                pid = int(stat.parent.name)
+                parents[pid] = int(fields[1])
+                ticks[pid] = int(fields[11]) + int(fields[12])
+        totals = dict.fromkeys(self.roots, 0.0)
+        for pid, used in ticks.items():
+            ancestor = pid
+            while ancestor > 1:
+                for part, root in self.roots.items():
+                    if ancestor == root:
+                        totals[part] += used / self.tick
+                        break
+                else:
+                    ancestor = parents.get(ancestor, 0)
+                    continue
+                break
+        return totals
 
 
 # The suffix of a run's name when it went straight to the chat API.
@@ -109,6 +160,7 @@ class Bench:
         self.user_id = 0
         self.workspace_id = 0
         self.chats: list[int] = []
+        self.probe = CpuProbe(stack)
 
     async def setup(self, chats: int) -> None:
         body = {"email": f"bench-{uuid.uuid4().hex[:8]}@example.test", "password": "bench password 1"}
@@ -151,7 +203,7 @@ class Bench:
             return status == 201
 
         try:
-            return await closed_loop("send" + _DIRECT[direct], clients, self.seconds, one)
+            return await closed_loop("send" + _DIRECT[direct], clients, self.seconds, one, self.probe)
         finally:
             for conn in conns:
                 await conn.close()
@@ -165,7 +217,7 @@ class Bench:
             return status == 200
 
         try:
-            return await closed_loop("history" + _DIRECT[direct], clients, self.seconds, one)
+            return await closed_loop("history" + _DIRECT[direct], clients, self.seconds, one, self.probe)
         finally:
             for conn in conns:
                 await conn.close()
@@ -210,7 +262,7 @@ class Bench:
                     )
                 return True
 
-            return await closed_loop("floor", clients, self.seconds, one)
+            return await closed_loop("floor", clients, self.seconds, one, self.probe)
         finally:
             await pool.close()
 
@@ -365,8 +417,9 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
         f"load average at the start {info['load']}. {seconds:g} s per run, closed loop (each client sends "
         "its next request when the previous one is answered), through the gateway.",
         "",
-        "| run | clients | requests/s | p50 ms | p99 ms | errors | client CPU | floor ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | clients | requests/s | p50 ms | p99 ms | errors | client CPU | floor ratio "
+        "| CPU ms/request: chat API, gateway, PostgreSQL |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratio = ""
@@ -374,7 +427,8 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
             ratio = f"{r.rate / floors[r.clients].rate:.2f}"
         lines.append(
             f"| {r.name} | {r.clients} | {r.rate:,.0f} | {r.percentile(50):.1f} | {r.percentile(99):.1f} "
-            f"| {r.errors} | {r.client_cpu_percent:.0f}% | {ratio} |"
+            f"| {r.errors} | {r.client_cpu_percent:.0f}% | {ratio} "
+            f"| {', '.join(f'{r.cpu_ms_per_request(part):.2f}' for part in CPU_PARTS)} |"
         )
     lines += [
         "",
@@ -382,7 +436,9 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
         "`GET /api/chat/{id}/messages?limit=50`. *floor*: the send transaction's four statements straight "
         "through asyncpg (no HTTP, no gateway, no ORM); the ratio is API sends/s ÷ floor sends/s at the same "
         "concurrency. *client CPU*: CPU used by the benchmark process itself, in % of one core — near 100% "
-        "would mean the client, not the server, is the limit.",
+        "would mean the client, not the server, is the limit. *CPU ms/request*: CPU time each part of the "
+        "stack spent per answered request during the run (all its processes); it varies far less than the "
+        "rates when the machine is shared. *(direct)*: straight to the chat API, past the gateway.",
         "",
         "Profile of the chat API (py-spy, every process of fechatter_server, during the 16-client send run):",
         "",
@@ -399,6 +455,7 @@ async def run(
     *,
     direct: bool = False,
     floor: bool = True,
+    workers: int = 1,
 ) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="fechatter-bench-"))
     stack = make_stack(
@@ -406,6 +463,7 @@ async def run(
         FECHATTER_PG_DURABLE=os.environ.get("FECHATTER_PG_DURABLE", "1"),
         LOG_LEVEL="warning",
         SIGNIN_PER_IP="1000",
+        FECHATTER_WORKERS=str(workers),
     )
     results: list[Result] = []
     profile_lines = ["(not profiled: run with --profile)"]
@@ -478,9 +536,11 @@ def write_report(out: Path, section: str) -> None:
 
 
 def _line(r: Result) -> str:
+    cpu = "  ".join(f"{part} {r.cpu_ms_per_request(part):.2f}" for part in r.server_cpu)
     return (
         f"{r.name:8s} {r.clients:3d} clients: {r.rate:8.0f}/s  p50 {r.percentile(50):6.1f} ms  "
-        f"p99 {r.percentile(99):6.1f} ms  errors {r.errors}  client CPU {r.client_cpu_percent:.0f}%"
+        f"p99 {r.percentile(99):6.1f} ms  errors {r.errors}  client CPU {r.client_cpu_percent:.0f}%  "
+        f"CPU ms/request: {cpu}"
     )
 
 
@@ -493,10 +553,18 @@ def main() -> None:
         "--direct", action="store_true", help="also send and read straight to the chat API, past the gateway"
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the asyncpg floor runs")
+    parser.add_argument("--workers", type=int, default=1, help="Granian workers of the chat API")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
     section = asyncio.run(
-        run(args.seconds, args.profile, args.keep_profile, direct=args.direct, floor=not args.no_floor)
+        run(
+            args.seconds,
+            args.profile,
+            args.keep_profile,
+            direct=args.direct,
+            floor=not args.no_floor,
+            workers=args.workers,
+        )
     )
     write_report(args.out, section)
     print(section)
