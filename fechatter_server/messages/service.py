@@ -1,7 +1,8 @@
 """Sending, paging, editing and deleting messages.
 
 Send: the chat row is locked by ``UPDATE chats SET last_seq = last_seq + 1`` so ``seq`` is gap-free (a
-rolled-back send releases its number) and a retry with the same idempotency key finds the original.
+send that fails releases its number) and a retry with the same idempotency key finds the original. A plain
+message (no files, no mentions) is one statement with its outbox event: one round trip, atomic on its own.
 
 Edit and delete lock only the message row. They take ``FOR NO KEY UPDATE`` rather than ``FOR UPDATE``: it
 serialises concurrent edits and deletes of one message just the same, but does not conflict with the
