@@ -6,11 +6,13 @@ Starts a whole stack on free ports in a temporary directory (as the end-to-end t
 - history reads/s (GET /api/chat/{id}/messages?limit=50),
 - the floor: the same send transaction issued straight through asyncpg (update the chat row, which locks
   it and bumps last_seq; insert the message; move the sender's read position; insert the outbox row),
-- the benchmark client's own CPU use, so a saturated client is not mistaken for a slow server,
+- the benchmark client's own CPU use, so a saturated client is not mistaken for a slow server, and the CPU
+  the chat API, the gateway and PostgreSQL spent per request,
+- with ``--direct``, sends and history reads straight to the chat API as well, past the gateway,
 - optionally a py-spy profile of the chat API during the 16-client send run.
 
-Writes a markdown section to docs/benchmarks.md. Usage: ``python -m bench.api [--seconds 20] [--profile]``
-(``make bench``); ``--seconds 2`` is a quick smoke run.
+Writes a markdown section to docs/benchmarks.md. Usage: ``python -m bench.api [--seconds 20] [--profile]
+[--direct] [--no-floor] [--workers N]`` (``make bench``); ``--seconds 2`` is a quick smoke run.
 """
 
 from __future__ import annotations
