@@ -6,11 +6,13 @@ Starts a whole stack on free ports in a temporary directory (as the end-to-end t
 - history reads/s (GET /api/chat/{id}/messages?limit=50),
 - the floor: the same send transaction issued straight through asyncpg (update the chat row, which locks
   it and bumps last_seq; insert the message; move the sender's read position; insert the outbox row),
-- the benchmark client's own CPU use, so a saturated client is not mistaken for a slow server,
+- the benchmark client's own CPU use, so a saturated client is not mistaken for a slow server, and the CPU
+  the chat API, the gateway and PostgreSQL spent per request,
+- with ``--direct``, sends and history reads straight to the chat API as well, past the gateway,
 - optionally a py-spy profile of the chat API during the 16-client send run.
 
-Writes a markdown section to docs/benchmarks.md. Usage: ``python -m bench.api [--seconds 20] [--profile]``
-(``make bench``); ``--seconds 2`` is a quick smoke run.
+Writes a markdown section to docs/benchmarks.md. Usage: ``python -m bench.api [--seconds 20] [--profile]
+[--direct] [--no-floor] [--workers N]`` (``make bench``); ``--seconds 2`` is a quick smoke run.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,9 @@ class Result:
     seconds: float
     latencies: list[float]
     client_cpu: float  # CPU seconds the benchmark process used during the run
+    # CPU seconds each part of the stack used during the run (its processes and their children). On a
+    # shared machine the rates swing with the neighbours' load; CPU per request barely does.
+    server_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -68,8 +73,13 @@ class Result:
     def client_cpu_percent(self) -> float:
         return 100 * self.client_cpu / self.seconds if self.seconds else 0.0
 
+    def cpu_ms_per_request(self, part: str) -> float:
+        return 1000 * self.server_cpu.get(part, 0.0) / self.count if self.count else float("nan")
 
-async def closed_loop(name: str, clients: int, seconds: float, one: Any) -> Result:
+
+async def closed_loop(
+    name: str, clients: int, seconds: float, one: Any, probe: CpuProbe | None = None
+) -> Result:
     """``clients`` workers each issue requests back to back for ``seconds``; ``one(worker, i)`` issues one
     and returns whether it succeeded."""
     latencies: list[float] = []
@@ -89,10 +99,57 @@ async def closed_loop(name: str, clients: int, seconds: float, one: Any) -> Resu
             i += 1
 
     cpu = time.process_time()
+    server_before = probe.read() if probe else {}
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(clients)))
     elapsed = time.perf_counter() - started
-    return Result(name, clients, len(latencies), errors, elapsed, latencies, time.process_time() - cpu)
+    server_after = probe.read() if probe else {}
+    server_cpu = {part: server_after[part] - server_before.get(part, 0.0) for part in server_after}
+    return Result(
+        name, clients, len(latencies), errors, elapsed, latencies, time.process_time() - cpu, server_cpu
+    )
+
+
+# The parts of the stack whose CPU a run reports, by their name in the supervisor's state file.
+CPU_PARTS = ("fechatter_server", "gateway", "postgres")
+
+
+class CpuProbe:
+    """User plus system CPU seconds of each part of a running stack, its child processes included (Granian
+    workers, PostgreSQL backends), read from /proc."""
+
+    def __init__(self, stack: RunningStack) -> None:
+        children = stack.state().get("children", {})
+        self.roots = {part: children[part]["pid"] for part in CPU_PARTS if children.get(part, {}).get("pid")}
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def read(self) -> dict[str, float]:
+        parents: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # The command name may hold spaces; the fields after it are fixed.
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                pid = int(stat.parent.name)
+                parents[pid] = int(fields[1])
+                ticks[pid] = int(fields[11]) + int(fields[12])
+        totals = dict.fromkeys(self.roots, 0.0)
+        for pid, used in ticks.items():
+            ancestor = pid
+            while ancestor > 1:
+                for part, root in self.roots.items():
+                    if ancestor == root:
+                        totals[part] += used / self.tick
+                        break
+                else:
+                    ancestor = parents.get(ancestor, 0)
+                    continue
+                break
+        return totals
+
+
+# The suffix of a run's name when it went straight to the chat API.
+_DIRECT = {False: "", True: " (direct)"}
 
 
 class Bench:
@@ -105,6 +162,7 @@ class Bench:
         self.user_id = 0
         self.workspace_id = 0
         self.chats: list[int] = []
+        self.probe = CpuProbe(stack)
 
     async def setup(self, chats: int) -> None:
         body = {"email": f"bench-{uuid.uuid4().hex[:8]}@example.test", "password": "bench password 1"}
@@ -129,13 +187,15 @@ class Bench:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def connections(self, clients: int) -> list[RawConnection]:
+    def connections(self, clients: int, direct: bool) -> list[RawConnection]:
         """One keep-alive connection per client, on the lean client (httpx would cost the benchmark process
-        milliseconds of CPU per request and become what is measured)."""
-        return [RawConnection(self.stack.url, self.auth) for _ in range(clients)]
+        milliseconds of CPU per request and become what is measured). ``direct``: to the chat API itself,
+        past the gateway."""
+        url = f"http://127.0.0.1:{self.stack.port('FECHATTER_PORT')}" if direct else self.stack.url
+        return [RawConnection(url, self.auth) for _ in range(clients)]
 
-    async def sends(self, clients: int) -> Result:
-        conns = self.connections(clients)
+    async def sends(self, clients: int, direct: bool = False) -> Result:
+        conns = self.connections(clients, direct)
 
         async def one(w: int, i: int) -> bool:
             # Each client writes to its own chat: this measures throughput, not one chat's row lock.
@@ -145,13 +205,13 @@ class Bench:
             return status == 201
 
         try:
-            return await closed_loop("send", clients, self.seconds, one)
+            return await closed_loop("send" + _DIRECT[direct], clients, self.seconds, one, self.probe)
         finally:
             for conn in conns:
                 await conn.close()
 
-    async def history(self, clients: int) -> Result:
-        conns = self.connections(clients)
+    async def history(self, clients: int, direct: bool = False) -> Result:
+        conns = self.connections(clients, direct)
 
         async def one(w: int, i: int) -> bool:
             chat = self.chats[w % len(self.chats)]
@@ -159,7 +219,7 @@ class Bench:
             return status == 200
 
         try:
-            return await closed_loop("history", clients, self.seconds, one)
+            return await closed_loop("history" + _DIRECT[direct], clients, self.seconds, one, self.probe)
         finally:
             for conn in conns:
                 await conn.close()
@@ -204,7 +264,7 @@ class Bench:
                     )
                 return True
 
-            return await closed_loop("floor", clients, self.seconds, one)
+            return await closed_loop("floor", clients, self.seconds, one, self.probe)
         finally:
             await pool.close()
 
@@ -359,8 +419,9 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
         f"load average at the start {info['load']}. {seconds:g} s per run, closed loop (each client sends "
         "its next request when the previous one is answered), through the gateway.",
         "",
-        "| run | clients | requests/s | p50 ms | p99 ms | errors | client CPU | floor ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | clients | requests/s | p50 ms | p99 ms | errors | client CPU | floor ratio "
+        "| CPU ms/request: chat API, gateway, PostgreSQL |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratio = ""
@@ -368,7 +429,8 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
             ratio = f"{r.rate / floors[r.clients].rate:.2f}"
         lines.append(
             f"| {r.name} | {r.clients} | {r.rate:,.0f} | {r.percentile(50):.1f} | {r.percentile(99):.1f} "
-            f"| {r.errors} | {r.client_cpu_percent:.0f}% | {ratio} |"
+            f"| {r.errors} | {r.client_cpu_percent:.0f}% | {ratio} "
+            f"| {', '.join(f'{r.cpu_ms_per_request(part):.2f}' for part in CPU_PARTS)} |"
         )
     lines += [
         "",
@@ -376,7 +438,9 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
         "`GET /api/chat/{id}/messages?limit=50`. *floor*: the send transaction's four statements straight "
         "through asyncpg (no HTTP, no gateway, no ORM); the ratio is API sends/s ÷ floor sends/s at the same "
         "concurrency. *client CPU*: CPU used by the benchmark process itself, in % of one core — near 100% "
-        "would mean the client, not the server, is the limit.",
+        "would mean the client, not the server, is the limit. *CPU ms/request*: CPU time each part of the "
+        "stack spent per answered request during the run (all its processes); it varies far less than the "
+        "rates when the machine is shared. *(direct)*: straight to the chat API, past the gateway.",
         "",
         "Profile of the chat API (py-spy, every process of fechatter_server, during the 16-client send run):",
         "",
@@ -386,13 +450,22 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
     return "\n".join(lines)
 
 
-async def run(seconds: float, profile: bool, keep_profile: Path | None = None) -> str:
+async def run(
+    seconds: float,
+    profile: bool,
+    keep_profile: Path | None = None,
+    *,
+    direct: bool = False,
+    floor: bool = True,
+    workers: int = 1,
+) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="fechatter-bench-"))
     stack = make_stack(
         tmp / "data",
         FECHATTER_PG_DURABLE=os.environ.get("FECHATTER_PG_DURABLE", "1"),
         LOG_LEVEL="warning",
         SIGNIN_PER_IP="1000",
+        FECHATTER_WORKERS=str(workers),
     )
     results: list[Result] = []
     profile_lines = ["(not profiled: run with --profile)"]
@@ -425,14 +498,21 @@ async def run(seconds: float, profile: bool, keep_profile: Path | None = None) -
                         f"(py-spy exited {spy.returncode}: {err.decode(errors='replace')[:300]})"
                     )
             print(_line(result), flush=True)
-        for clients in (16, 64):
-            result = await bench.floor(clients)
-            results.append(result)
-            print(_line(result), flush=True)
-        for clients in (16, 64):
-            result = await bench.history(clients)
-            results.append(result)
-            print(_line(result), flush=True)
+        if direct:
+            for clients in (16, 64):
+                result = await bench.sends(clients, direct=True)
+                results.append(result)
+                print(_line(result), flush=True)
+        if floor:
+            for clients in (16, 64):
+                result = await bench.floor(clients)
+                results.append(result)
+                print(_line(result), flush=True)
+        for direct_read in (False, True) if direct else (False,):
+            for clients in (16, 64):
+                result = await bench.history(clients, direct=direct_read)
+                results.append(result)
+                print(_line(result), flush=True)
         await bench.http.aclose()
     finally:
         stack.stop()
@@ -458,9 +538,11 @@ def write_report(out: Path, section: str) -> None:
 
 
 def _line(r: Result) -> str:
+    cpu = "  ".join(f"{part} {r.cpu_ms_per_request(part):.2f}" for part in r.server_cpu)
     return (
         f"{r.name:8s} {r.clients:3d} clients: {r.rate:8.0f}/s  p50 {r.percentile(50):6.1f} ms  "
-        f"p99 {r.percentile(99):6.1f} ms  errors {r.errors}  client CPU {r.client_cpu_percent:.0f}%"
+        f"p99 {r.percentile(99):6.1f} ms  errors {r.errors}  client CPU {r.client_cpu_percent:.0f}%  "
+        f"CPU ms/request: {cpu}"
     )
 
 
@@ -469,9 +551,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each run")
     parser.add_argument("--profile", action="store_true", help="py-spy the chat API during a send run")
     parser.add_argument("--keep-profile", type=Path, help="also save py-spy's collapsed stacks here")
+    parser.add_argument(
+        "--direct", action="store_true", help="also send and read straight to the chat API, past the gateway"
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the asyncpg floor runs")
+    parser.add_argument("--workers", type=int, default=1, help="Granian workers of the chat API")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
-    section = asyncio.run(run(args.seconds, args.profile, args.keep_profile))
+    section = asyncio.run(
+        run(
+            args.seconds,
+            args.profile,
+            args.keep_profile,
+            direct=args.direct,
+            floor=not args.no_floor,
+            workers=args.workers,
+        )
+    )
     write_report(args.out, section)
     print(section)
 

@@ -7,11 +7,17 @@ from typing import Any
 
 import msgspec
 
+_encode_json = msgspec.json.Encoder().encode
+
 
 def iso(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z``, microseconds when there are any. A page of history formats hundreds
+    of these: msgspec's encoder writes exactly this form for a UTC datetime, in C."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return _encode_json(value)[1:-1].decode()
 
 
 class UserOut(msgspec.Struct):

@@ -27,6 +27,10 @@ class Parsed:
     everyone: bool = False
     here: bool = False
 
+    @property
+    def names_anyone(self) -> bool:
+        return bool(self.user_ids or self.everyone or self.here)
+
 
 def parse(content: str) -> Parsed:
     users = frozenset(int(m) for m in _USER.findall(content) if int(m) <= _MAX_ID)

@@ -32,7 +32,7 @@ async def store_mentions(conn: Connection, message: Any, *, replace: bool = Fals
     if replace:
         await drop_mentions(conn, message.id)
     parsed = parse(message.content)
-    if not (parsed.user_ids or parsed.everyone or parsed.here):
+    if not parsed.names_anyone:
         return []
     members = {row.user_id for row in await _MEMBERS.all(conn, chat_id=message.chat_id)}
     found = resolve(parsed, members, message.sender_id)

@@ -1,7 +1,8 @@
 """Sending, paging, editing and deleting messages.
 
 Send: the chat row is locked by ``UPDATE chats SET last_seq = last_seq + 1`` so ``seq`` is gap-free (a
-rolled-back send releases its number) and a retry with the same idempotency key finds the original.
+send that fails releases its number) and a retry with the same idempotency key finds the original. A plain
+message (no files, no mentions) is one statement with its outbox event: one round trip, atomic on its own.
 
 Edit and delete lock only the message row. They take ``FOR NO KEY UPDATE`` rather than ``FOR UPDATE``: it
 serialises concurrent edits and deletes of one message just the same, but does not conflict with the
@@ -11,6 +12,7 @@ a message being edited neither waits nor risks a deadlock against the chat row l
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -33,11 +35,19 @@ from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import MEMBERSHIP_SQL, check_member, refuse_if_archived, require_member
 from fechatter_server.context import AppContext
 from fechatter_server.files.queries import file_ids_of, own_files
+from fechatter_server.mentions.parse import parse
 from fechatter_server.mentions.service import drop_mentions, store_mentions
 from fechatter_server.messages.decorate import DECORATION, apply_decoration, decorate
 from fechatter_server.messages.schemas import EditMessageRequest, SendMessageRequest
 from fechatter_server.realtime.service import stopped_typing
-from fechatter_server.views import MessageEditOut, MessageOut, message_edit_out, message_out, to_builtins
+from fechatter_server.views import (
+    MessageEditOut,
+    MessageOut,
+    iso,
+    message_edit_out,
+    message_out,
+    to_builtins,
+)
 
 # The columns of a message (aliased ``m``) that ``message_out`` reads, for statements written as SQL.
 MESSAGE_SQL_COLUMNS = (
@@ -140,59 +150,64 @@ async def send_message(
         raise validation_error("idempotency key must be 1-128 characters", "idempotency_key")
 
     async with sql.connect(ctx.engine) as conn:
-        if key is not None:
-            found = await _replay(conn, caller, chat_id, key, data, content)
-            if found is not None:
-                return found, False
         await _check_files(conn, caller, data.files)
         try:
-            async with conn.transaction():
-                message = await _insert(conn, caller, chat_id, content, data.reply_to, key, data.files)
-        except _KeyTaken:
-            # A concurrent send with the same key won while we waited for the chat lock; ours rolled back,
-            # which also released the seq it had taken.
+            if data.files or parse(content).names_anyone:
+                # Files and mentions are rows of their own, and part of the event: a transaction.
+                async with conn.transaction():
+                    message = await _insert_decorated(conn, caller, chat_id, content, data, key)
+            else:
+                message = await _insert_plain(conn, caller, chat_id, content, data.reply_to, key)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "messages_idempotency_key":
+                raise
+            # The key was used before (or by a concurrent send that took the chat lock first): the failed
+            # statement changed nothing, the seq it had taken included, and the retry gets the original.
             found = await _replay(conn, caller, chat_id, key or "", data, content)
             assert found is not None
             return found, False
+        if message is None:
+            return await _refused(conn, caller, chat_id, data, key, content), False
     ctx.publisher.wake()
     await stopped_typing(ctx, caller, chat_id)
     return message, True
 
 
-class _KeyTaken(Exception):
-    pass
-
-
-# The send, in one statement: take the chat's next seq (the UPDATE locks the chat row until commit, so seq
-# is gap-free, and matches nothing unless the sender is a member of an unarchived chat of the workspace),
-# check reply_to, insert the message unless the (chat, sender, key) is taken, and move the sender's read
-# position to it: posting in a chat means having seen it. ``allocated`` is NULL when the chat refused the
-# send and ``reply_ok`` 0 when reply_to is not a message of the chat; the message columns are NULL when
-# nothing was inserted.
+# The send, in one statement, so it is atomic without BEGIN and COMMIT: take the chat's next seq (the UPDATE
+# locks the chat row until the statement commits, so seq is gap-free; it matches nothing unless the sender
+# is a member of an unarchived chat of the workspace and reply_to, if any, is a message of the chat),
+# insert the message, move the sender's read position to it (posting in a chat means having seen it) and,
+# given ``event``, write the outbox row of message.created, with the id and seq the insert assigned. A key
+# already used by the sender in the chat violates ``messages_idempotency_key``: the error undoes the whole
+# statement, the seq included. No row: the chat refused the send.
 _SEND = Sql(
     """
     WITH next AS (
         UPDATE chats SET last_seq = last_seq + 1, last_message_at = now()
         WHERE id = :chat_id AND workspace_id = :workspace_id AND archived_at IS NULL
           AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = :chat_id AND user_id = :sender_id)
+          AND (CAST(:reply_to AS bigint) IS NULL
+               OR EXISTS (SELECT 1 FROM messages r WHERE r.id = :reply_to AND r.chat_id = :chat_id))
         RETURNING last_seq
-    ), target AS (
-        SELECT next.last_seq FROM next
-        WHERE CAST(:reply_to AS bigint) IS NULL
-           OR EXISTS (SELECT 1 FROM messages r WHERE r.id = :reply_to AND r.chat_id = :chat_id)
     ), m AS (
-        INSERT INTO messages (chat_id, seq, sender_id, content, reply_to, idempotency_key)
-        SELECT :chat_id, target.last_seq, :sender_id, :content, :reply_to, :key FROM target
-        ON CONFLICT ON CONSTRAINT messages_idempotency_key DO NOTHING
+        INSERT INTO messages (chat_id, seq, sender_id, content, reply_to, idempotency_key, created_at)
+        SELECT :chat_id, next.last_seq, :sender_id, :content, :reply_to, :key,
+               CAST(:created_at AS timestamptz)
+        FROM next
         RETURNING *
     ), seen AS (
         UPDATE chat_members SET last_read_seq = m.seq FROM m
         WHERE chat_members.chat_id = :chat_id AND chat_members.user_id = :sender_id
           AND chat_members.last_read_seq < m.seq
+    ), announced AS (
+        INSERT INTO outbox (event_id, subject, payload)
+        SELECT CAST(:event_id AS uuid), :subject, convert_to(CAST(jsonb_set(
+                   jsonb_set(CAST(:event AS jsonb), '{data,id}', to_jsonb(m.id)),
+                   '{data,seq}', to_jsonb(m.seq)
+               ) AS text), 'UTF8')
+        FROM m WHERE CAST(:event AS jsonb) IS NOT NULL
     )
-    SELECT (SELECT last_seq FROM next) AS allocated, (SELECT count(*) FROM target) AS reply_ok,
-           __MESSAGE__
-    FROM (VALUES (1)) AS one LEFT JOIN m ON true
+    SELECT __MESSAGE__ FROM m
     """.replace("__MESSAGE__", MESSAGE_SQL_COLUMNS)
 )
 _ATTACH = Sql(
@@ -204,50 +219,113 @@ _ATTACH = Sql(
 )
 
 
-async def _insert(
+def _created_event(caller: AccessClaims, chat_id: int, message: MessageOut) -> events.Event:
+    return events.new_event(
+        events.MESSAGE_CREATED,
+        workspace_id=caller.workspace_id,
+        actor_id=caller.user_id,
+        chat_id=chat_id,
+        data=to_builtins(message),
+    )
+
+
+async def _insert_plain(
     conn: asyncpg.Connection,
     caller: AccessClaims,
     chat_id: int,
     content: str,
     reply_to: int | None,
     key: str | None,
-    file_ids: list[int],
-) -> MessageOut:
-    """The send's writes, inside the caller's transaction."""
-    row = await _SEND.one_or_none(
-        conn,
+) -> MessageOut | None:
+    """A message without files or mentions, with its event, in one round trip and no transaction. The
+    event is the message as it will read, with id and seq left for the statement to fill in; so is
+    created_at, chosen here rather than by the database."""
+    created_at = datetime.now(UTC)
+    draft = MessageOut(
+        id=0,
         chat_id=chat_id,
-        workspace_id=caller.workspace_id,
+        seq=0,
         sender_id=caller.user_id,
         content=content,
+        files=[],
         reply_to=reply_to,
-        key=key,
+        idempotency_key=key,
+        created_at=iso(created_at) or "",
+        edited_at=None,
+        deleted=False,
     )
-    assert row is not None
-    if row.allocated is None:
-        member = await require_member(conn, caller, chat_id)  # raises the precise 404 / 403
-        refuse_if_archived(member)
-        raise AssertionError("unreachable: membership check passed but chat update matched nothing")
-    if not row.reply_ok:
-        raise validation_error("reply_to is not a message of this chat", "reply_to")
-    if row.id is None:
-        raise _KeyTaken
+    event = _created_event(caller, chat_id, draft)
+    row = await _SEND.one_or_none(
+        conn,
+        **_send_params(caller, chat_id, content, reply_to, key, created_at),
+        event_id=event.id,
+        subject=event.subject,
+        event=events.encode_event(event).decode(),
+    )
+    return None if row is None else message_out(row)
+
+
+async def _insert_decorated(
+    conn: asyncpg.Connection,
+    caller: AccessClaims,
+    chat_id: int,
+    content: str,
+    data: SendMessageRequest,
+    key: str | None,
+) -> MessageOut | None:
+    """A message with files or mentions, inside the caller's transaction: the event, written last, carries
+    them."""
+    params = _send_params(caller, chat_id, content, data.reply_to, key, datetime.now(UTC))
+    row = await _SEND.one_or_none(conn, **params, event_id=None, subject=None, event=None)
+    if row is None:
+        return None
     message = message_out(row)
-    if file_ids:  # without files the lists stay empty: no query on the hot path
-        await _ATTACH.execute(conn, message_id=row.id, file_ids=file_ids)
+    if data.files:  # without files the lists stay empty: no query
+        await _ATTACH.execute(conn, message_id=row.id, file_ids=data.files)
         await decorate(conn, [message])
     message.mentions = await store_mentions(conn, row)
-    await record(
-        conn,
-        events.new_event(
-            events.MESSAGE_CREATED,
-            workspace_id=caller.workspace_id,
-            actor_id=caller.user_id,
-            chat_id=chat_id,
-            data=to_builtins(message),
-        ),
-    )
+    await record(conn, _created_event(caller, chat_id, message))
     return message
+
+
+def _send_params(
+    caller: AccessClaims,
+    chat_id: int,
+    content: str,
+    reply_to: int | None,
+    key: str | None,
+    created_at: datetime,
+) -> dict[str, Any]:
+    return {
+        "chat_id": chat_id,
+        "workspace_id": caller.workspace_id,
+        "sender_id": caller.user_id,
+        "content": content,
+        "reply_to": reply_to,
+        "key": key,
+        "created_at": created_at,
+    }
+
+
+async def _refused(
+    conn: Connection,
+    caller: AccessClaims,
+    chat_id: int,
+    data: SendMessageRequest,
+    key: str | None,
+    content: str,
+) -> MessageOut:
+    """The send inserted nothing: a retry of a message sent before the chat was archived (or before
+    reply_to was deleted) still gets the original; otherwise the precise error."""
+    if key is not None:
+        found = await _replay(conn, caller, chat_id, key, data, content)
+        if found is not None:
+            return found
+    member = await require_member(conn, caller, chat_id)  # raises the precise 404 / 403
+    refuse_if_archived(member)
+    if data.reply_to is not None:
+        raise validation_error("reply_to is not a message of this chat", "reply_to")
+    raise AssertionError("unreachable: membership check passed but the chat refused the send")
 
 
 # A page of messages with their decoration, after the caller's membership (in the same round trip): the

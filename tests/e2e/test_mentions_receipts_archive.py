@@ -240,6 +240,27 @@ async def test_archived_chats_are_readable_but_frozen(stack: RunningStack, clien
     await sent(client, bob, cid, "back again")
 
 
+async def test_a_retry_after_the_archive_gets_the_original_and_a_new_send_is_refused(
+    stack: RunningStack, client: httpx.AsyncClient
+) -> None:
+    alice, bob = await team(client)
+    cid = (await create_chat(client, alice, [bob], chat_type="Group"))["id"]
+    keyed = {**bob.auth, "Idempotency-Key": "sent-before-the-archive"}
+    first = await client.post(f"/api/chat/{cid}/messages", headers=keyed, json={"content": "before"})
+    assert first.status_code == 201
+    ok_data(await client.post(f"/api/chat/{cid}/archive", headers=alice.auth))
+    before = await chat_state(stack, cid)
+
+    retry = await client.post(f"/api/chat/{cid}/messages", headers=keyed, json={"content": "before"})
+    assert retry.status_code == 200 and retry.json()["data"] == first.json()["data"]
+    other = await client.post(f"/api/chat/{cid}/messages", headers=keyed, json={"content": "changed"})
+    assert_error(other, 409, "idempotency_conflict")
+    fresh = {**bob.auth, "Idempotency-Key": "after-the-archive"}
+    refused = await client.post(f"/api/chat/{cid}/messages", headers=fresh, json={"content": "after"})
+    assert_error(refused, 409, "conflict")
+    assert await chat_state(stack, cid) == before
+
+
 async def test_archiving_is_for_owners_and_admins_of_group_chats(
     stack: RunningStack, client: httpx.AsyncClient
 ) -> None:
