@@ -325,7 +325,9 @@ async def _refused(
     refuse_if_archived(member)
     if data.reply_to is not None:
         raise validation_error("reply_to is not a message of this chat", "reply_to")
-    raise AssertionError("unreachable: membership check passed but the chat refused the send")
+    # The chat refused the send, yet allows it now: membership or the archive changed in between. Nothing
+    # was written; the client may send again.
+    raise conflict("conflict", "The chat changed while the message was being sent; send it again")
 
 
 # A page of messages with their decoration, after the caller's membership (in the same round trip): the
