@@ -9,6 +9,10 @@ connections one notify process holds and what each costs.
 
 Without ``--url`` it starts its own stack on free ports in a temporary directory and stops it afterwards.
 Clients are spread over ``--users`` accounts (signing up is deliberately slow), each user in one chat.
+
+Messages are sent by members of each chat from ``--senders`` separate processes, open loop: a send starts on
+schedule whether or not earlier ones were answered, and reading a thousand streams in this process cannot
+slow the sending down (with one process doing both, the offered rate was not reached).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
+import resource
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +38,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.rawhttp import RawConnection
 from tests.conftest import User, invite, signup
 from tests.stackutil import RunningStack, make_stack
+
+_encode = msgspec.json.Encoder().encode
 
 
 class Client:
@@ -97,6 +107,113 @@ class Client:
             self.ready.set()
 
 
+SIGNUP_CONCURRENCY = 4
+
+
+async def sign_up_members(api: httpx.AsyncClient, owner: User, count: int) -> list[User]:
+    """Invited members, a few sign-ups at a time (each hashes a password, which takes a while)."""
+    gate = asyncio.Semaphore(SIGNUP_CONCURRENCY)
+
+    async def one() -> User:
+        async with gate:
+            return await signup(api, invite_code=await invite(api, owner))
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+# One sender process's share: (chat id, Authorization header of a member who sends there).
+SendPlan = list[tuple[int, str]]
+
+
+SENDER_CONNECTIONS = 100
+
+
+async def _send_open_loop(base: str, plan: SendPlan, rate: float, seconds: float) -> dict[str, Any]:
+    sent: dict[int, list[int]] = {chat_id: [] for chat_id, _ in plan}
+    errors = 0
+    # Keep-alive connections per chat (each carries its sender's token), at most SENDER_CONNECTIONS in all:
+    # past the server's capacity a send waits for a connection here (its delivery latency starts at the
+    # message's creation on the server, so the wait is not counted), rather than piling up thousands of
+    # new connections on the gateway's accept queue.
+    idle: dict[int, list[RawConnection]] = {chat_id: [] for chat_id, _ in plan}
+    opened: list[RawConnection] = []
+    slots = asyncio.Semaphore(SENDER_CONNECTIONS)
+    run = uuid.uuid4().hex
+
+    async def send_one(n: int) -> None:
+        async with slots:
+            await send_on_a_connection(n)
+
+    async def send_on_a_connection(n: int) -> None:
+        nonlocal errors
+        chat_id, authorization = plan[n % len(plan)]
+        pool = idle[chat_id]
+        if pool:
+            connection = pool.pop()
+        else:
+            connection = RawConnection(base, {"Authorization": authorization})
+            opened.append(connection)
+        try:
+            # The key makes the client's one reconnect-and-retry safe: a repeat returns the original.
+            body = _encode({"content": f"bench {n}", "idempotency_key": f"bench-{run}-{n}"})
+            status, answer = await connection.request(
+                "POST", f"/api/chat/{chat_id}/messages", body, "application/json"
+            )
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            errors += 1
+            return
+        pool.append(connection)
+        if status == 201:
+            sent[chat_id].append(msgspec.json.decode(answer)["data"]["id"])
+        else:
+            errors += 1
+
+    sends: list[asyncio.Task[None]] = []
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < seconds:
+        sends.append(asyncio.create_task(send_one(n)))
+        n += 1
+        await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+    await asyncio.gather(*sends)
+    elapsed = time.monotonic() - started
+    for connection in opened:
+        await connection.close()
+    return {"sent": sent, "errors": errors, "elapsed": elapsed, "scheduled": n}
+
+
+def _sender_main(base: str, plan: SendPlan, rate: float, seconds: float, out: Any) -> None:
+    out.send(asyncio.run(_send_open_loop(base, plan, rate, seconds)))
+    out.close()
+
+
+async def send_from_processes(
+    base: str, plan: SendPlan, rate: float, seconds: float, processes: int
+) -> tuple[dict[int, list[int]], int, float, int]:
+    """Each process sends to its share of the chats at its share of the rate."""
+    context = multiprocessing.get_context("spawn")
+    shares = [plan[k::processes] for k in range(processes) if plan[k::processes]]
+    workers = []
+    for share in shares:
+        receiver, sender = context.Pipe(duplex=False)
+        proc = context.Process(
+            target=_sender_main, args=(base, share, rate * len(share) / len(plan), seconds, sender)
+        )
+        proc.start()
+        sender.close()
+        workers.append((proc, receiver))
+    sent: dict[int, list[int]] = {}
+    errors, elapsed, offered = 0, 0.0, 0
+    for proc, receiver in workers:
+        result = await asyncio.to_thread(receiver.recv)
+        await asyncio.to_thread(proc.join)
+        sent.update(result["sent"])
+        errors += result["errors"]
+        elapsed = max(elapsed, result["elapsed"])
+        offered += result["scheduled"]
+    return sent, errors, elapsed, offered
+
+
 def notify_process(stack_dir: Path | None) -> psutil.Process | None:
     if stack_dir is None:
         return None
@@ -114,9 +231,7 @@ def rss_mb(proc: psutil.Process | None) -> float:
 async def bench(args: argparse.Namespace, base: str, data_dir: Path | None) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as api:
         owner = await signup(api, workspace_name="Bench")
-        users = [owner]
-        for _ in range(args.users - 1):
-            users.append(await signup(api, invite_code=await invite(api, owner)))
+        users = [owner, *await sign_up_members(api, owner, args.users - 1)]
         chats = []
         for c in range(args.chats):
             members = [u.id for i, u in enumerate(users[1:]) if i % args.chats == c]
@@ -136,35 +251,15 @@ async def bench(args: argparse.Namespace, base: str, data_dir: Path | None) -> d
         await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in clients)), 120)
         rss_connected = rss_mb(proc)
 
-        sent: dict[int, list[int]] = {chat["id"]: [] for chat in chats}
-        send_errors = 0
-
-        async def send_one(n: int) -> None:
-            nonlocal send_errors
-            chat = chats[n % len(chats)]
-            try:
-                response = await api.post(
-                    f"/api/chat/{chat['id']}/messages", headers=owner.auth, json={"content": f"bench {n}"}
-                )
-            except httpx.HTTPError:
-                send_errors += 1
-                return
-            if response.status_code == 201:
-                sent[chat["id"]].append(response.json()["data"]["id"])
-            else:
-                send_errors += 1
-
-        # Open loop: a send starts on schedule whether or not the previous one has been answered, so the
-        # rate is the one asked for, not what one waiting sender manages.
-        sends: list[asyncio.Task[None]] = []
-        started = time.monotonic()
-        n = 0
-        while time.monotonic() - started < args.seconds:
-            sends.append(asyncio.create_task(send_one(n)))
-            n += 1
-            await asyncio.sleep(max(0.0, started + n / args.rate - time.monotonic()))
-        await asyncio.gather(*sends)
-        elapsed = time.monotonic() - started
+        # Each chat's messages come from one of its members (the owner when it has none).
+        sender_of = {chat["id"]: owner for chat in chats}
+        for user in reversed(users[1:]):
+            sender_of[chat_of[user.id]] = user
+        plan = [(chat["id"], sender_of[chat["id"]].auth["Authorization"]) for chat in chats]
+        sent, send_errors, elapsed, offered = await send_from_processes(
+            base, plan, args.rate, args.seconds, args.senders
+        )
+        sending_done = time.monotonic()
         # Let the backlog drain: wait until every client has every message of its chat, or until nothing has
         # arrived for 10 s (what is missing then is lost, not late).
         expected = sum(len(sent[c.chat_id]) for c in clients)
@@ -178,7 +273,7 @@ async def bench(args: argparse.Namespace, base: str, data_dir: Path | None) -> d
             elif time.monotonic() - last_change > 10:
                 break
             await asyncio.sleep(0.5)
-        drained = time.monotonic() - started - elapsed
+        drained = time.monotonic() - sending_done
         stop.set()
         for task in tasks:
             task.cancel()
@@ -200,7 +295,9 @@ async def bench(args: argparse.Namespace, base: str, data_dir: Path | None) -> d
         "rate": args.rate,
         "seconds": round(elapsed, 1),
         "drain_seconds": round(drained, 1),
+        "messages_offered": offered,
         "messages_sent": sum(len(v) for v in sent.values()),
+        "sent_per_second": round(sum(len(v) for v in sent.values()) / elapsed, 1),
         "events_delivered": delivered,
         "events_per_second": round(delivered / (elapsed + drained), 1),
         "latency_ms": {
@@ -217,30 +314,64 @@ async def bench(args: argparse.Namespace, base: str, data_dir: Path | None) -> d
     }
 
 
-async def idle(args: argparse.Namespace, base: str, data_dir: Path | None) -> dict[str, Any]:
-    """Open ``--idle`` connections of one user and hold them; report how many stayed open and the RSS."""
+IDLE_OPEN_CONCURRENCY = 200
+
+
+async def _open_idle_stream(url: str, authorization: str) -> asyncio.StreamWriter | None:
+    """An SSE stream that has answered 200 and is then left unread, or None when it was refused."""
+    parts = urlsplit(url)
+    try:
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(
+            f"GET /sse HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: {authorization}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 60)
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+        return None
+    if head[9:12] != b"200":
+        writer.close()
+        return None
+    return writer
+
+
+def raise_file_limit() -> int:
+    """Each stream is a file descriptor here (and one in the server): lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+async def idle(args: argparse.Namespace, base: str, sse_url: str, data_dir: Path | None) -> dict[str, Any]:
+    """Open ``--idle`` streams of one user and hold them; report how many stayed open and notify's RSS."""
     async with httpx.AsyncClient(base_url=base, timeout=60) as api:
         user = await signup(api)
+    authorization = user.auth["Authorization"]
     proc = notify_process(data_dir)
     before = rss_mb(proc)
-    limits = httpx.Limits(max_connections=args.idle + 10)
-    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(60), limits=limits) as http:
-        responses = []
-        for _ in range(args.idle):
-            try:
-                request = http.build_request("GET", "/sse", headers=user.auth)
-                responses.append(await http.send(request, stream=True))
-            except httpx.HTTPError:
-                break
-        await asyncio.sleep(2)
-        after = rss_mb(proc)
-        held = sum(1 for r in responses if r.status_code == 200)
-        for response in responses:
-            await response.aclose()
+    gate = asyncio.Semaphore(IDLE_OPEN_CONCURRENCY)
+
+    async def open_one() -> asyncio.StreamWriter | None:
+        async with gate:
+            return await _open_idle_stream(sse_url, authorization)
+
+    started = time.monotonic()
+    writers = await asyncio.gather(*(open_one() for _ in range(args.idle)))
+    opened = time.monotonic() - started
+    held = [w for w in writers if w is not None]
+    await asyncio.sleep(5)  # let the streams settle (presence writes, first pings)
+    after = rss_mb(proc)
+    still_open = sum(1 for w in held if not w.is_closing())
+    for writer in held:
+        writer.close()
     return {
-        "idle_connections": held,
+        "idle_requested": args.idle,
+        "idle_connections": still_open,
+        "open_seconds": round(opened, 1),
+        "via": sse_url,
         "notify_rss_mb": {"before": round(before, 1), "held": round(after, 1)},
-        "rss_per_idle_connection_kb": round((after - before) * 1024 / max(held, 1), 1),
+        "rss_per_idle_connection_kb": round((after - before) * 1024 / max(still_open, 1), 1),
     }
 
 
@@ -255,23 +386,36 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--senders", type=int, default=2, help="sender processes")
     parser.add_argument("--idle", type=int, default=0, help="also hold this many idle connections")
+    parser.add_argument(
+        "--idle-url",
+        help="where the idle streams connect (default: notify itself when the benchmark starts the stack, "
+        "else --url): the measure is what one notify process holds, and through the gateway every stream "
+        "would cost a second connection and port",
+    )
     args = parser.parse_args()
     args.users = max(2, min(args.users, args.clients + 1))
     args.chats = min(args.chats, args.users - 1)
 
+    file_limit = raise_file_limit()  # before the stack starts: its processes inherit it
     stack: RunningStack | None = None
     data_dir = args.data_dir
     base = args.url
+    idle_url = args.idle_url
     if base is None:
         tmp = Path(tempfile.mkdtemp(prefix="fechatter-bench-"))
         stack = make_stack(tmp / "data", SIGNIN_PER_IP="100000")
         stack.start()
         base, data_dir = stack.url, stack.data_dir
+        idle_url = idle_url or f"http://127.0.0.1:{stack.port('NOTIFY_PORT')}"
     try:
-        report = asyncio.run(bench(args, base, data_dir))
+        report: dict[str, Any] = {}
+        if args.clients:
+            report = asyncio.run(bench(args, base, data_dir))
         if args.idle:
-            report["idle"] = asyncio.run(idle(args, base, data_dir))
+            report["idle"] = asyncio.run(idle(args, base, idle_url or base, data_dir))
+            report["idle"]["file_limit"] = file_limit
     finally:
         if stack is not None:
             stack.stop()

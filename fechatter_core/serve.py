@@ -56,6 +56,7 @@ def run_service(service: str, config_name: str, settings_type: type, app_factory
         address=host,
         port=port,
         workers=settings.server.workers,
+        backpressure=settings.server.max_connections,
         loop=Loops(settings.server.loop),
         log_level=LogLevels(settings.log.level),
         log_access=False,

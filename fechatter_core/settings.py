@@ -23,6 +23,9 @@ class ServerSettings(_Section, kw_only=True):
     # The event loop Granian runs the app on: uvloop (libuv), whose socket work costs less (15-35% less CPU
     # per chat API request, measured), or the standard asyncio loop.
     loop: Literal["asyncio", "uvloop"] = "uvloop"
+    # Connections one worker serves at once (Granian's backpressure); more wait unanswered in the listen
+    # backlog. Every open SSE stream holds one, at notify and at the gateway, so those two need many.
+    max_connections: int = 1024
 
 
 class DatabaseSettings(_Section, kw_only=True):

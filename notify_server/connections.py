@@ -26,10 +26,14 @@ from prometheus_client import Counter, Gauge
 from fechatter_core import live
 from fechatter_core.events import USER_LOG_PREFIX
 from fechatter_core.settings import SseSettings
+from notify_server import frames
+from notify_server.frames import Outgoing
 
 log = logging.getLogger(__name__)
 # How long a stopping process spends taking its streams out of presence (else they lapse with their TTL).
 PRESENCE_CLEANUP_SECONDS = 1.5
+# Streams refreshed per Redis round trip by the presence heartbeat.
+HEARTBEAT_BATCH = 500
 
 open_connections = Gauge("notify_sse_connections", "Open SSE connections in this process")
 slow_disconnects = Counter(
@@ -37,29 +41,21 @@ slow_disconnects = Counter(
 )
 ephemeral_events = Counter("notify_ephemeral_events_total", "Typing and presence events received", ["event"])
 
-_encode = msgspec.json.Encoder().encode
-
-
-def ephemeral_frame(event: str, data: bytes) -> bytes:
-    # No "id:": an ephemeral event is not in the log, so it must not move the client's Last-Event-ID.
-    return f"event: {event}\ndata: ".encode() + data + b"\n\n"
-
 
 @dataclass(eq=False)
 class Connection:
     user_id: int
     workspace_id: int
-    # Items: (log seq, user-log entry) or (None, a ready SSE frame of an ephemeral event).
-    queue: asyncio.Queue[tuple[int | None, bytes]]
+    queue: asyncio.Queue[Outgoing]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     overflowed: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, seq: int | None, payload: bytes) -> None:
+    def offer(self, item: Outgoing) -> None:
         if self.overflowed:
             return
         try:
-            self.queue.put_nowait((seq, payload))
+            self.queue.put_nowait(item)
         except asyncio.QueueFull:
             # Never skip silently: close, and the client resumes from its last id.
             self.overflowed = True
@@ -135,9 +131,14 @@ class Registry:
         connections = self._by_user.get(user_id)
         if not connections:
             return
-        seq = msg.metadata.sequence.stream
+        try:
+            # Decoded once for all of the user's connections.
+            item = frames.log_entry(msg.metadata.sequence.stream, msg.data)
+        except msgspec.DecodeError:
+            log.error("dropping undecodable user-log entry on %s", msg.subject)
+            return
         for connection in list(connections):
-            connection.offer(seq, msg.data)
+            connection.offer(item)
 
     async def _on_live(self, msg: Msg) -> None:
         try:
@@ -146,7 +147,7 @@ class Registry:
             log.error("dropping undecodable live event on %s", msg.subject)
             return
         ephemeral_events.labels(event.event).inc()
-        frame = ephemeral_frame(event.event, _encode(event.data))
+        item = frames.ephemeral(event.event, event.data)
         if event.recipients is None:
             targets = list(self._by_workspace.get(event.workspace_id, ()))
         else:
@@ -157,7 +158,7 @@ class Registry:
                 if connection.workspace_id == event.workspace_id
             ]
         for connection in targets:
-            connection.offer(None, frame)
+            connection.offer(item)
 
     # -- connections and presence --------------------------------------------------------------------
 
@@ -206,9 +207,23 @@ class Registry:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self._settings.presence_heartbeat_seconds)
-            for connection in [c for conns in self._by_user.values() for c in conns]:
-                if not connection.closed.is_set():
-                    await self._touch(connection, self._ttl_ms)
+            open_now = [
+                live.LiveConnection(c.workspace_id, c.user_id, c.id)
+                for conns in self._by_user.values()
+                for c in conns
+                if not c.closed.is_set()
+            ]
+            for start in range(0, len(open_now), HEARTBEAT_BATCH):
+                try:
+                    await live.presence_refresh(
+                        self._redis, self._nc, open_now[start : start + HEARTBEAT_BATCH], ttl_ms=self._ttl_ms
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # Best effort like every presence write: a missed refresh lapses only at the ttl.
+                    log.warning("presence heartbeat of %d streams failed: %s", len(open_now), exc)
+                    break
 
     async def _sweep(self) -> None:
         while True:

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -29,8 +28,10 @@ from prometheus_client import Counter, Histogram
 from fechatter_core.errors import ApiError, unauthorized, validation_error
 from fechatter_core.events import user_log_subject
 from fechatter_core.security import AccessClaims, TokenError, bearer_token, verify_access_token
+from notify_server import frames
 from notify_server.connections import Connection
 from notify_server.context import NotifyContext
+from notify_server.frames import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ delivery_latency = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
-_decode_entry = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
 
 REPLAY_BATCH = 256
@@ -53,17 +53,6 @@ _HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-
-
-class _Frame(msgspec.Struct):
-    body: bytes
-    event: str | None = None  # counted as delivered when set
-    created: float | None = None  # event creation time, for the latency histogram
-
-
-def _frame(seq: int | None, event: str, data: bytes) -> bytes:
-    head = f"id: {seq}\n" if seq is not None else ""
-    return f"{head}event: {event}\ndata: ".encode() + data + b"\n\n"
 
 
 def _authenticate(request: Request[Any, Any, Any], ctx: NotifyContext) -> AccessClaims:
@@ -96,7 +85,7 @@ async def _still_retained(ctx: NotifyContext, user_id: int, last_id: int) -> boo
     return msg.subject == user_log_subject(user_id)
 
 
-async def _replay(ctx: NotifyContext, user_id: int, after: int) -> AsyncIterator[tuple[int, bytes]]:
+async def _replay(ctx: NotifyContext, user_id: int, after: int) -> AsyncIterator[list[Outgoing]]:
     subject = user_log_subject(user_id)
     try:
         last = await ctx.js.get_last_msg(ctx.settings.nats.user_stream, subject)
@@ -120,79 +109,109 @@ async def _replay(ctx: NotifyContext, user_id: int, after: int) -> AsyncIterator
     )
     try:
         while True:
-            for msg in await sub.fetch(REPLAY_BATCH, timeout=5):
-                seq = msg.metadata.sequence.stream
-                yield seq, msg.data
-                if seq >= last.seq:
-                    return
+            batch = [
+                frames.log_entry(msg.metadata.sequence.stream, msg.data)
+                for msg in await sub.fetch(REPLAY_BATCH, timeout=5)
+            ]
+            batch = [item for item in batch if item.seq is not None and item.seq <= last.seq]
+            yield batch
+            if not batch or batch[-1].seq == last.seq:
+                return
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
 
 
-def _entry_frame(seq: int, raw: bytes, workspace_id: int) -> _Frame | None:
-    """The SSE frame of a user-log entry, or None when it belongs to another of the user's workspaces."""
-    entry = _decode_entry(raw)
-    if entry.get("workspace_id", workspace_id) != workspace_id:
-        return None
-    event = entry.get("event", "message")
-    created = None
-    occurred = entry.get("occurred_at")
-    if isinstance(occurred, str):
-        with contextlib.suppress(ValueError):
-            created = datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp()
-    return _Frame(_frame(seq, event, _encode(entry.get("data", {}))), event, created)
+class _Chunk(msgspec.Struct):
+    """What one ``send`` writes: every frame that was waiting, so a busy stream costs one write per wake-up
+    rather than one per event."""
+
+    body: bytes
+    items: list[Outgoing] = msgspec.field(default_factory=list)
+
+
+def _comment(text: bytes) -> _Chunk:
+    return _Chunk(text)
+
+
+def _single(event: str, data: bytes) -> _Chunk:
+    item = Outgoing(frames.sse_frame(None, event, data), event=event)
+    return _Chunk(item.body, [item])
+
+
+class _Cursor:
+    """The last log sequence written to this stream: a live entry at or below it was already sent (by the
+    replay, or it arrived twice), and an entry of another workspace is passed over but still counts as
+    seen."""
+
+    def __init__(self, sent: int, workspace_id: int) -> None:
+        self.sent = sent
+        self.workspace_id = workspace_id
+
+    def chunk(self, items: list[Outgoing]) -> _Chunk | None:
+        kept = []
+        for item in items:
+            if item.seq is not None:
+                if item.seq <= self.sent:
+                    continue
+                self.sent = item.seq
+                if item.workspace_id not in (None, self.workspace_id):
+                    continue
+            kept.append(item)
+        if not kept:
+            return None
+        return _Chunk(b"".join(item.body for item in kept), kept)
+
+
+def _waiting(queue: asyncio.Queue[Outgoing], first: Outgoing) -> list[Outgoing]:
+    items = [first]
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 async def _frames(
     ctx: NotifyContext, claims: AccessClaims, connection: Connection, last_id: int | None
-) -> AsyncIterator[_Frame]:
+) -> AsyncIterator[_Chunk]:
     settings = ctx.settings.sse
-    sent = last_id or 0
-    yield _Frame(f"retry: {settings.retry_ms}\n\n".encode())
+    cursor = _Cursor(last_id or 0, claims.workspace_id)
+    yield _comment(f"retry: {settings.retry_ms}\n\n".encode())
     if last_id is not None:
         if await _still_retained(ctx, claims.user_id, last_id):
             resumes.inc()
-            async for seq, raw in _replay(ctx, claims.user_id, last_id):
-                if seq > sent:
-                    sent = seq
-                    if frame := _entry_frame(seq, raw, claims.workspace_id):
-                        yield frame
+            async for batch in _replay(ctx, claims.user_id, last_id):
+                if chunk := cursor.chunk(batch):
+                    yield chunk
         else:
             resyncs.inc()
-            yield _Frame(_frame(None, "resync_required", b'{"reason":"history_expired"}'), "resync_required")
+            yield _single("resync_required", b'{"reason":"history_expired"}')
     else:
-        yield _Frame(_frame(None, "connected", _encode({"user_id": claims.user_id})), "connected")
+        yield _single("connected", _encode({"user_id": claims.user_id}))
     while not connection.closed.is_set():
         remaining = claims.expires_at - time.time()
         if remaining <= 0:
-            yield _Frame(
-                _frame(None, "token_expired", b'{"reason":"access token expired; reconnect with a new one"}'),
-                "token_expired",
-            )
+            yield _single("token_expired", b'{"reason":"access token expired; reconnect with a new one"}')
             return
         try:
-            seq, raw = await asyncio.wait_for(
-                connection.queue.get(), timeout=min(settings.ping_interval_seconds, remaining)
-            )
+            # asyncio.timeout, not wait_for: wait_for wraps every get in a new task.
+            async with asyncio.timeout(min(settings.ping_interval_seconds, remaining)):
+                first = await connection.queue.get()
         except TimeoutError:
-            yield _Frame(b": ping\n\n")
+            yield _comment(b": ping\n\n")
             continue
-        if seq is None:
-            yield _Frame(raw, "ephemeral")
-        elif seq > sent:
-            sent = seq
-            if frame := _entry_frame(seq, raw, claims.workspace_id):
-                yield frame
+        if chunk := cursor.chunk(_waiting(connection.queue, first)):
+            yield chunk
 
 
-async def _write(send: Send, frames: AsyncIterator[_Frame]) -> None:
-    async for frame in frames:
-        await send({"type": "http.response.body", "body": frame.body, "more_body": True})
-        if frame.event is not None:
-            delivered.labels(frame.event).inc()
-        if frame.created is not None:
-            delivery_latency.observe(max(0.0, time.time() - frame.created))
+async def _write(send: Send, chunks: AsyncIterator[_Chunk]) -> None:
+    async for chunk in chunks:
+        await send({"type": "http.response.body", "body": chunk.body, "more_body": True})
+        now = time.time()
+        for item in chunk.items:
+            if item.event is not None:
+                delivered.labels(item.event).inc()
+            if item.created is not None:
+                delivery_latency.observe(max(0.0, now - item.created))
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
