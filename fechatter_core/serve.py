@@ -4,6 +4,7 @@ stops start-up with one clear line instead of a traceback from a worker process.
 from __future__ import annotations
 
 import errno
+import resource
 import socket
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from granian.constants import Interfaces, Loops
 from granian.log import LogLevels
 
 from fechatter_core.config import ConfigError, load_config
+from fechatter_core.lifecycle import raise_open_file_limit
 from fechatter_core.logs import configure_logging
 
 
@@ -49,6 +51,13 @@ def run_service(service: str, config_name: str, settings_type: type, app_factory
             if not path.is_file():
                 print(f"{service}: {name} file {path} does not exist", file=sys.stderr)
                 raise SystemExit(2)
+    wanted, limit = raise_open_file_limit(settings.server.max_connections * settings.server.workers)
+    if limit != resource.RLIM_INFINITY and limit < wanted:
+        print(
+            f"{service}: the open-file limit is {limit} (hard limit), below the {wanted} that "
+            f"server.max_connections needs: raise it (ulimit -Hn) or expect refused connections",
+            file=sys.stderr,
+        )
     Granian(
         app_factory,
         factory=True,
