@@ -10,9 +10,9 @@ holds (the same messages as the substring rule, found by the index); other one- 
 checked by scanning the messages that the other conditions leave.
 
 Order: messages where every word occurs as a word (or its stem) and every phrase as words in a row come
-first; messages that match only through a substring (``ploy`` inside "deploy") follow them. Within each
-group the newest ``rank_window`` matches are ranked by ``ts_rank`` of the words (stems and prefixes) over
-``search_tsv``, newest first among equals. The word matches are answered from ``search_tsv`` alone, which
+first; messages that match only through a substring (``ploy`` inside "deploy") follow them, newest
+first. The newest ``rank_window`` word matches are ranked by ``ts_rank`` of the words (stems and prefixes)
+over ``search_tsv``, newest first among equals. The word matches are answered from ``search_tsv`` alone, which
 costs a fraction of a substring test per message, and the substring search runs only when the word matches
 do not fill the requested page: a common word stays cheap.
 
@@ -185,7 +185,11 @@ def ranked_page(
         found = sa.select(sa.func.count()).select_from(words).scalar_subquery()
         room = sa.func.greatest(sa.func.least(window - found, offset + limit + 1 - found), 0)
         not_words = sa.not_(sa.and_(*(m.word for m in matches)))
-        substrings = _newest([*filters, *(m.full for m in matches), not_words], rank, room).subquery()
+        # Newest first, not by rank: how many of them are fetched depends on the page asked for, and a
+        # ranking over a window that changes from page to page would repeat and skip messages across pages.
+        substrings = _newest(
+            [*filters, *(m.full for m in matches), not_words], sa.literal(0.0), room
+        ).subquery()
         groups.append(sa.select(substrings, sa.literal(1).label("match_group")))
     ranked = sa.union_all(*groups).subquery("ranked")
     return (

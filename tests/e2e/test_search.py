@@ -254,6 +254,28 @@ async def test_whole_word_matches_come_before_substring_matches(sc: httpx.AsyncC
     assert [h["message"]["id"] for h in hits] == [phrase["id"]]
 
 
+async def test_pages_of_substring_matches_never_repeat_or_skip(sc: httpx.AsyncClient) -> None:
+    if sc.engine != "postgres":  # type: ignore[attr-defined]
+        pytest.skip("Meilisearch matches words, not substrings")
+    alice, bob = await team(sc, 2)
+    chat = await create_chat(sc, alice, [bob])
+    # Letters only (the text parser splits a word at digits), ending in "ing" so that its stem differs from
+    # it: the rank then counts the text as a prefix of a word, not only its stem.
+    key = "va" + word().translate(str.maketrans("0123456789", "ghijklmnop")) + "ing"
+    # Only inside longer words; the oldest starts with the text (a prefix, ranked above the others), the
+    # newer two do not.
+    texts = [f"{key}zz", f"zz{key}", f"qq{key}"]
+    for text in texts:
+        await post(sc, alice, chat["id"], text)
+    everything = [h["message"]["id"] for h in await eventually_found(sc, bob, key, 3)]
+    paged = []
+    for offset in range(3):
+        page = (await search(sc, bob, key, limit=1, offset=offset)).json()
+        paged += [h["message"]["id"] for h in page["data"]]
+    assert paged == everything
+    assert len(set(paged)) == 3
+
+
 async def test_highlight_is_html_escaped_around_the_marks(sc: httpx.AsyncClient) -> None:
     alice, bob = await team(sc, 2)
     chat = await create_chat(sc, alice, [bob])
