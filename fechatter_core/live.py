@@ -319,9 +319,11 @@ class LiveConnection:
 
 async def presence_refresh(
     redis: aioredis.Redis, nc: NatsClient, connections: Sequence[LiveConnection], *, ttl_ms: int
-) -> None:
+) -> int:
     """``presence_touch`` for many connections in one round trip (a pipeline of the same script): a process
-    holding ten thousand streams refreshes them all every heartbeat."""
+    holding ten thousand streams refreshes them all every heartbeat. Each script call stands alone: one that
+    fails neither hides the changes the others made (they are announced) nor stops them. Returns how many
+    failed."""
     pipe = redis.pipeline(transaction=False)
     for c in connections:
         pipe.eval(
@@ -333,9 +335,13 @@ async def presence_refresh(
             c.connection_id,
             ttl_ms,
         )
-    statuses = await pipe.execute()
-    for c, status in zip(connections, statuses, strict=True):
-        await _announce_presence(nc, c.workspace_id, c.user_id, status)
+    failed = 0
+    for c, status in zip(connections, await pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(status, Exception):
+            failed += 1
+        else:
+            await _announce_presence(nc, c.workspace_id, c.user_id, status)
+    return failed
 
 
 async def presence_set(

@@ -212,23 +212,25 @@ class Registry:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self._settings.presence_heartbeat_seconds)
-            open_now = [
-                live.LiveConnection(c.workspace_id, c.user_id, c.id)
-                for conns in self._by_user.values()
-                for c in conns
-                if not c.closed.is_set()
-            ]
+            open_now = [c for conns in self._by_user.values() for c in conns]
             for start in range(0, len(open_now), HEARTBEAT_BATCH):
+                # Streams that ended while earlier batches were refreshed are left out: a refresh would put
+                # them back into presence for a whole ttl.
+                batch = [
+                    live.LiveConnection(c.workspace_id, c.user_id, c.id)
+                    for c in open_now[start : start + HEARTBEAT_BATCH]
+                    if not c.closed.is_set() and c in self._by_user.get(c.user_id, ())
+                ]
                 try:
-                    await live.presence_refresh(
-                        self._redis, self._nc, open_now[start : start + HEARTBEAT_BATCH], ttl_ms=self._ttl_ms
-                    )
+                    failed = await live.presence_refresh(self._redis, self._nc, batch, ttl_ms=self._ttl_ms)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     # Best effort like every presence write: a missed refresh lapses only at the ttl.
-                    log.warning("presence heartbeat of %d streams failed: %s", len(open_now), exc)
-                    break
+                    log.warning("presence heartbeat of %d streams failed: %s", len(batch), exc)
+                    continue
+                if failed:
+                    log.warning("presence heartbeat: %d of %d streams not refreshed", failed, len(batch))
 
     async def _sweep(self) -> None:
         while True:
