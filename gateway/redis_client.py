@@ -72,7 +72,8 @@ class RedisClient:
     def __init__(self, url: str, password: str | None = None, timeout: float = 0.5) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"redis.url {url!r}: expected redis://, rediss:// or unix://")
+            # The scheme only: the URL may hold the password.
+            raise ValueError(f"redis.url: expected redis://, rediss:// or unix://, not {parts.scheme}://")
         self.timeout = timeout
         self._unix = parts.path if parts.scheme == "unix" else None
         self._host = parts.hostname or "127.0.0.1"

@@ -418,6 +418,10 @@ class Pool:
         handed = await self._wait(instance)
         if handed is None:
             return await self._connect_in_slot(url, instance)
+        if handed.closed:
+            # The service closed it between being handed over and this request waking: closing gave its
+            # slot back already, so start over rather than write into a dead socket.
+            return await self.acquire(url, fresh=fresh)
         if fresh:
             handed.detach()  # its slot stays ours
             return await self._connect_in_slot(url, instance)
