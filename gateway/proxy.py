@@ -235,7 +235,9 @@ class Proxy:
         # A body that streams cannot be sent again, so it never goes on an idle connection, which the service
         # may have closed a moment ago (its keep-alive timeout): a new connection either is refused (nothing
         # sent, the next instance is tried) or carries the whole body. An instance that fails while the
-        # body streams answers the client 502.
+        # body streams answers the client 502. Like an SSE stream, it is a connection of its own outside the
+        # per-instance cap, closed afterwards: a client may take minutes to send its body, and slow uploads
+        # must not hold the slots that every other request waits for.
         replayable = not more
         retryable = replayable and _retryable(method, idempotency_key)
         failure = UpstreamFailed(503, "unavailable", f"{upstream.name} is unavailable")
@@ -249,7 +251,7 @@ class Proxy:
             conn: Connection | None = None
             pump: asyncio.Task[None] | None = None
             try:
-                conn = await self.pool.acquire(server, fresh=more, stream=route.stream)
+                conn = await self.pool.acquire(server, stream=route.stream or more)
                 try:
                     pump = await self._begin(conn, head, body, method, more, receive, chunked_out, body_limit)
                 except UpstreamClosed:

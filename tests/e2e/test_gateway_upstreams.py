@@ -315,8 +315,8 @@ async def test_a_service_failing_during_a_streamed_upload_answers_502(tmp_path: 
 
 
 async def test_connections_stay_in_step_after_streamed_bodies(tmp_path: Path) -> None:
-    """A connection that carried a streamed body goes back to the pool and serves the next request
-    whatever the order in which the body's end and the answer were noticed."""
+    """Streamed bodies and the requests after them are answered in step, whatever the order in which a
+    body's end and its answer were noticed."""
     async with (
         stubs("chat") as (chat,),
         gateway(tmp_path, [chat]) as gw,
@@ -391,6 +391,31 @@ async def test_connections_per_instance_are_capped_and_streams_do_not_count(tmp_
         api = [n for path, n in zip(chat.hits, chat.hit_connections, strict=True) if path.startswith("/api")]
         assert len(set(api)) <= 2, chat.hit_connections
         assert "fechatter_server at " + chat.url + " is busy" in gw.log_text()
+
+
+async def test_slow_uploads_do_not_hold_the_connections_other_requests_need(tmp_path: Path) -> None:
+    env = {"GATEWAY_UPSTREAM_MAX_CONNECTIONS": "2", "GATEWAY_UPSTREAM_POOL_WAIT": "0.5"}
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat], **env) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=20) as http,
+    ):
+        go_on = asyncio.Event()
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield b"u" * 1000
+            await go_on.wait()  # a client that takes its time sending the rest
+            yield b"v" * 1000
+
+        uploads = [asyncio.ensure_future(http.post("/api/upload", content=slow_body())) for _ in range(3)]
+        await asyncio.sleep(0.5)
+        # More uploads in progress than the cap allows connections, and the API is still served.
+        for _ in range(3):
+            response = await http.get("/api/who")
+            assert response.status_code == 200, response.text
+        go_on.set()
+        for upload in uploads:
+            assert (await upload).json() == {"received": 2000}
 
 
 async def test_an_instance_with_every_connection_busy_is_passed_over(tmp_path: Path) -> None:
