@@ -341,6 +341,22 @@ describe('pins', () => {
     realtime.stop()
   })
 
+  it('keeps a pin that arrives live while the list is being fetched', async () => {
+    signedIn()
+    const [m1, m2] = [message(53, 1), message(53, 2)]
+    let answer: (r: Response) => void = () => {}
+    installFetch(() => new Promise<Response>((resolve) => (answer = resolve)))
+    const pins = usePinsStore()
+    const loading = pins.load(53)
+    await tick(1)
+    pins.added(pinOf(m2, '2026-01-01T11:00:00Z')) // the fetched answer was made before this pin
+    answer(json([pinOf(m1, '2026-01-01T10:00:00Z')]))
+    await loading
+    expect(pins.of(53).map((p) => p.message.id)).toEqual([m2.id, m1.id])
+    pins.removed({ chat_id: 53, message_id: m2.id, unpinned_by: OTHER })
+    expect(pins.of(53).map((p) => p.message.id)).toEqual([m1.id])
+  })
+
   it('keeps the list as it was when the server refuses a pin', async () => {
     signedIn()
     const m = message(52, 1)
