@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.stackutil import REPO_ROOT, config_dir_with, free_ports, make_stack  # noqa: E402
+from tests.stackutil import REPO_ROOT, config_dir_with, free_ports, make_stack, stop_process_group  # noqa: E402
 
 HIGH_LIMITS = """rate_limits:
   enabled: true
@@ -275,12 +274,7 @@ def baseline_gateway(source: Path, gateway_pid: int, extra_env: dict[str, str]) 
             time.sleep(0.2)
         yield url, proc.pid
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
 
 
 async def _token(gateway: str) -> str:

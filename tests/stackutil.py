@@ -26,6 +26,16 @@ PORT_VARS = (
 )
 
 
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM to the group a process leads (started with ``start_new_session``), SIGKILL if it lingers."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def free_ports(count: int) -> list[int]:
     sockets = []
     try:

@@ -25,7 +25,14 @@ import pytest
 
 from tests.conftest import User, create_chat, invite, unique_email
 from tests.sse import SseReader
-from tests.stackutil import REPO_ROOT, RunningStack, config_dir_with, free_ports, make_stack
+from tests.stackutil import (
+    REPO_ROOT,
+    RunningStack,
+    config_dir_with,
+    free_ports,
+    make_stack,
+    stop_process_group,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -533,12 +540,7 @@ async def test_the_gateway_serves_https_with_a_configured_certificate(tmp_path: 
             with pytest.raises(httpx.HTTPError):
                 await plain.get(f"http://127.0.0.1:{port}/health")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
 
 
 async def test_the_gateway_never_carries_one_clients_cookies_to_another(gw: RunningStack) -> None:

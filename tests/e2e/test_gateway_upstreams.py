@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.stackutil import REPO_ROOT, config_dir_with, free_ports
+from tests.stackutil import REPO_ROOT, config_dir_with, free_ports, stop_process_group
 from tests.upstream_stub import HOLD_BYTES, UpstreamStub
 
 pytestmark = pytest.mark.e2e
@@ -96,12 +95,7 @@ async def gateway(tmp_path: Path, chat: list[UpstreamStub], **env: str) -> Async
                 await asyncio.sleep(0.1)
         yield running
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
 
 
 @contextlib.asynccontextmanager
