@@ -138,6 +138,29 @@ def _retryable(method: str, idempotency_key: bool) -> bool:
     return method in SAFE_METHODS or idempotency_key
 
 
+# A body up to this size is read whole before an upstream connection is taken. The server hands over even
+# a small body as a chunk followed by an empty last one; read that way, it is in hand and can be sent again,
+# so the request goes on a pooled keep-alive connection instead of one of its own (a new TCP connection per
+# send), and a client slow to send it holds no upstream connection meanwhile.
+BUFFERED_BODY = 64 * 1024
+
+
+async def _gather_body(receive: Receive, first: bytes) -> tuple[bytes, bool] | None:
+    """The body read on from ``first`` to its end, or to past BUFFERED_BODY (then the rest streams): the
+    bytes and whether more follow; None when the client went away."""
+    parts, size = [first], len(first)
+    while size <= BUFFERED_BODY:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        parts.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts), False
+    return b"".join(parts), True
+
+
 def _too_large(limit: int) -> UpstreamFailed:
     return UpstreamFailed(413, "payload_too_large", f"The request body is larger than {limit} bytes")
 
@@ -189,7 +212,7 @@ class Proxy:
             await self._error(send, _too_large(body_limit))
             return
 
-        # The first part of the body: all of it for most requests, which then can be sent again.
+        # The body, or its first part when it is large enough to stream.
         body, more = b"", False
         client_body: ClientBody | None = None
         if chunked_in or (declared is not None and declared != b"0") or scope.get("http_version") == "2":
@@ -197,6 +220,11 @@ class Proxy:
             if message["type"] != "http.request":
                 return
             body, more = message.get("body", b""), message.get("more_body", False)
+            if more and (declared is None or int(declared) <= BUFFERED_BODY):
+                gathered = await _gather_body(receive, body)
+                if gathered is None:
+                    return
+                body, more = gathered
             if more:
                 receive = client_body = ClientBody(receive)
             if len(body) > body_limit:

@@ -263,6 +263,23 @@ async def test_head_keeps_its_upstream_connection(tmp_path: Path) -> None:
         assert set(chat.hit_connections) == {chat.hit_connections[0]}, chat.hit_connections
 
 
+async def test_requests_with_small_bodies_reuse_their_upstream_connection(tmp_path: Path) -> None:
+    """A message send is a small JSON body. It is read whole before it goes on, so it takes a kept
+    connection like a GET, rather than a new TCP connection per request."""
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat]) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+    ):
+        for size in (2, 1000, 60_000):
+            response = await http.post("/api/upload", json={"content": "m" * size})
+            assert response.status_code == 200, response.text
+            assert response.json() == {"received": size + len('{"content":""}')}
+        assert (await http.get("/api/who")).status_code == 200
+        assert len(chat.hit_connections) == 4
+        assert set(chat.hit_connections) == {chat.hit_connections[0]}, chat.hit_connections
+
+
 async def test_a_streamed_body_never_goes_on_a_connection_the_service_may_have_closed(tmp_path: Path) -> None:
     """A body that streams cannot be sent again: it goes on a new connection, not on a kept one that the
     service may be closing (here: every kept connection is closed when a request comes on it)."""
