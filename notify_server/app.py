@@ -20,7 +20,7 @@ from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
 from notify_server.connections import Registry
 from notify_server.context import NotifyContext
 from notify_server.fanout import Fanout
-from notify_server.sse import sse
+from notify_server.sse import SseEndpoint
 
 SERVICE = "notify_server"
 
@@ -79,7 +79,7 @@ def build_app(settings: NotifySettings) -> Litestar:
             await engine.dispose()
 
     return Litestar(
-        route_handlers=[sse, *health.route_handlers()],
+        route_handlers=health.route_handlers(),
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,  # configure_logging owns the root logger (format, redaction)
         lifespan=[lifespan],
@@ -90,4 +90,6 @@ def create_app() -> ASGIApp:
     end_with_parent()  # create_app runs in Granian's worker process
     settings = load_config("notify", NotifySettings)
     configure_logging(SERVICE, settings.log.level)
-    return wrap(build_app(settings), SERVICE)
+    app = build_app(settings)
+    stream = SseEndpoint(app)
+    return wrap(app, SERVICE, direct={"/sse": stream, "/events": stream})

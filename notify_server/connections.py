@@ -13,7 +13,6 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import msgspec
 import redis.asyncio as aioredis
@@ -43,30 +42,69 @@ slow_disconnects = Counter(
 ephemeral_events = Counter("notify_ephemeral_events_total", "Typing and presence events received", ["event"])
 
 
-@dataclass(eq=False)
 class Connection:
-    user_id: int
-    workspace_id: int
-    queue: asyncio.Queue[Outgoing]
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    overflowed: bool = False
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    """One open SSE stream: the events waiting to be written and what wakes its writer.
+
+    An idle stream is held for hours and one process holds tens of thousands, so this is all the state a
+    stream has besides its handler's coroutine: no queue, event or task of its own. Whatever concerns the
+    writer (an event offered, the stream ended, a blocked write or the client's disconnect finishing, a
+    timer) resolves the one future it is waiting on, created only while it waits.
+    """
+
+    __slots__ = ("_limit", "_waiter", "ended", "id", "pending", "user_id", "workspace_id")
+
+    def __init__(self, user_id: int, workspace_id: int, limit: int) -> None:
+        self.user_id = user_id
+        self.workspace_id = workspace_id
+        self.id = uuid.uuid4().hex
+        self.pending: list[Outgoing] = []
+        # Why the stream is over ("slow", "disconnected", "closed"), or None while it is open.
+        self.ended: str | None = None
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, item: Outgoing) -> None:
-        if self.overflowed:
+        if self.ended is not None:
             return
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self.pending) >= self._limit:
             # Never skip silently: close, and the client resumes from its last id.
-            self.overflowed = True
             slow_disconnects.inc()
             log.warning(
                 "closing a slow SSE connection of user %s: %d events buffered",
                 self.user_id,
-                self.queue.qsize(),
+                len(self.pending),
             )
-            self.closed.set()
+            self.end("slow")
+            return
+        self.pending.append(item)
+        self.wake()
+
+    def take(self) -> list[Outgoing]:
+        items, self.pending = self.pending, []
+        return items
+
+    def end(self, reason: str) -> None:
+        if self.ended is None:
+            self.ended = reason
+        self.wake()
+
+    def wake(self, *_: object) -> None:
+        """Resolve the writer's wait; also a done-callback of futures it watches and a timer callback."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def sleep(self, seconds: float | None = None) -> None:
+        """Wait until woken or ``seconds`` pass; the caller then looks at what changed."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, self.wake) if seconds is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
 
 class Registry:
@@ -168,7 +206,7 @@ class Registry:
     # -- connections and presence --------------------------------------------------------------------
 
     async def open(self, user_id: int, workspace_id: int) -> Connection:
-        connection = Connection(user_id, workspace_id, asyncio.Queue(maxsize=self._settings.buffer_size))
+        connection = Connection(user_id, workspace_id, self._settings.buffer_size)
         self._by_user[user_id].add(connection)
         self._by_workspace[workspace_id].add(connection)
         open_connections.inc()
@@ -219,7 +257,7 @@ class Registry:
                 batch = [
                     live.LiveConnection(c.workspace_id, c.user_id, c.id)
                     for c in open_now[start : start + HEARTBEAT_BATCH]
-                    if not c.closed.is_set() and c in self._by_user.get(c.user_id, ())
+                    if c.ended is None and c in self._by_user.get(c.user_id, ())
                 ]
                 try:
                     failed = await live.presence_refresh(self._redis, self._nc, batch, ttl_ms=self._ttl_ms)

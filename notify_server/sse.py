@@ -4,9 +4,11 @@ Resume: the client sends the last id it saw (``Last-Event-ID`` header or ``?last
 entry is still in the user's log, every later entry is replayed from JetStream, then live delivery
 continues with duplicates dropped by id. If it has expired, the stream starts with ``resync_required``.
 
-The handler speaks ASGI itself rather than through a streaming response: a client that stops reading
-leaves the writer blocked in ``send``, and only a writer that can be cancelled lets a full buffer end the
-connection (the client then resumes from its last id, so nothing is skipped).
+The endpoint speaks ASGI itself, beside the framework, and a stream is one coroutine waiting on one
+future (``Connection.sleep``): a process holds tens of thousands of streams, idle for hours, so each is kept
+to the least state that serves it. A client that stops reading leaves a write blocked in ``send``; the wait
+on it is given up when the connection's buffer overflows, and the client resumes from its last id, so
+nothing is skipped.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
-from litestar import Request, asgi
-from litestar.types import Receive, Scope, Send
+from litestar import Litestar
+from litestar.types import Message, Receive, Scope, Send
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Histogram
@@ -28,6 +31,7 @@ from prometheus_client import Counter, Histogram
 from fechatter_core.errors import ApiError, unauthorized, validation_error
 from fechatter_core.events import user_log_subject
 from fechatter_core.security import AccessClaims, TokenError, bearer_token, verify_access_token
+from fechatter_core.web import send_error
 from notify_server import frames
 from notify_server.connections import Connection
 from notify_server.context import NotifyContext
@@ -55,8 +59,21 @@ _HEADERS = [
 ]
 
 
-def _authenticate(request: Request[Any, Any, Any], ctx: NotifyContext) -> AccessClaims:
-    token = bearer_token(request.headers.get("authorization")) or request.query_params.get("access_token")
+class _Query:
+    """The parts of the request line and headers a stream is opened with."""
+
+    __slots__ = ("headers", "params")
+
+    def __init__(self, scope: Scope) -> None:
+        self.headers = {name: value.decode("latin-1") for name, value in scope["headers"]}
+        self.params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+
+    def header(self, name: bytes) -> str | None:
+        return self.headers.get(name)
+
+
+def _authenticate(query: _Query, ctx: NotifyContext) -> AccessClaims:
+    token = bearer_token(query.header(b"authorization")) or query.params.get("access_token")
     if not token:
         raise unauthorized("Missing access token (Authorization header or ?access_token=)")
     try:
@@ -65,13 +82,19 @@ def _authenticate(request: Request[Any, Any, Any], ctx: NotifyContext) -> Access
         raise unauthorized(f"Invalid access token: {exc}") from None
 
 
-def _last_event_id(request: Request[Any, Any, Any]) -> int | None:
-    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+def _last_event_id(query: _Query) -> int | None:
+    raw = query.header(b"last-event-id") or query.params.get("last_event_id")
     if raw is None or raw == "":
         return None
     if not raw.isdigit() or len(raw) > 19:
         raise validation_error("Last-Event-ID must be an id this server sent", "last_event_id")
     return int(raw)
+
+
+def _opening(scope: Scope, ctx: NotifyContext) -> tuple[AccessClaims, int | None]:
+    """Who opens the stream and where it resumes; ApiError when the request cannot be served."""
+    query = _Query(scope)
+    return _authenticate(query, ctx), _last_event_id(query)
 
 
 async def _still_retained(ctx: NotifyContext, user_id: int, last_id: int) -> bool:
@@ -163,95 +186,162 @@ class _Cursor:
         return _Chunk(b"".join(item.body for item in kept), kept)
 
 
-def _waiting(queue: asyncio.Queue[Outgoing], first: Outgoing) -> list[Outgoing]:
-    items = [first]
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
+async def _send(send: Send, connection: Connection, message: Message) -> bool:
+    """Hand ``message`` to the server; False when the stream ended (too slow, or gone) before it went.
+
+    Granian answers at once when the socket has room and with a future when it is full. Waiting on that
+    future through the connection lets a client that stopped reading be dropped while the write is still
+    blocked; on another server the write becomes a task.
+    """
+    sent = send(message)
+    if not (asyncio.isfuture(sent) or asyncio.iscoroutine(sent)):
+        await sent
+        return True
+    sending = asyncio.ensure_future(sent)
+    sending.add_done_callback(connection.wake)
+    while not sending.done():
+        if connection.ended is not None:
+            sending.cancel()
+            return False
+        await connection.sleep()
+    sending.result()
+    return True
 
 
-async def _frames(
-    ctx: NotifyContext, claims: AccessClaims, connection: Connection, last_id: int | None
-) -> AsyncIterator[_Chunk]:
+async def _write(send: Send, connection: Connection, chunk: _Chunk) -> bool:
+    message = {"type": "http.response.body", "body": chunk.body, "more_body": True}
+    if not await _send(send, connection, message):
+        return False
+    now = time.time()
+    for item in chunk.items:
+        if item.event is not None:
+            delivered.labels(item.event).inc()
+        if item.created is not None:
+            delivery_latency.observe(max(0.0, now - item.created))
+    return True
+
+
+class _DisconnectWatch:
+    """Reads the request's channel beside the stream (no task on Granian, whose ``receive`` is a future)
+    and ends the connection when the client goes away."""
+
+    __slots__ = ("_connection", "_reading", "_receive")
+
+    def __init__(self, receive: Receive, connection: Connection) -> None:
+        self._receive = receive
+        self._connection = connection
+        self._reading: asyncio.Future[Any] | None = None
+        self._next()
+
+    def _next(self) -> None:
+        self._reading = asyncio.ensure_future(self._receive())
+        self._reading.add_done_callback(self._on_message)
+
+    def _on_message(self, reading: asyncio.Future[Any]) -> None:
+        if reading.cancelled():
+            return
+        if reading.exception() is not None or reading.result()["type"] == "http.disconnect":
+            self._connection.end("disconnected")
+            return
+        self._next()  # a piece of a request body, which a GET has no use for
+
+    def stop(self) -> None:
+        if self._reading is not None and not self._reading.done():
+            self._reading.cancel()
+
+
+async def _stream(
+    ctx: NotifyContext, claims: AccessClaims, connection: Connection, last_id: int | None, send: Send
+) -> bool:
+    """Write the stream until it ends; True when it ended by itself (token expiry) rather than by the
+    client going away or falling behind, so it can be closed properly."""
     settings = ctx.settings.sse
     cursor = _Cursor(last_id or 0, claims.workspace_id)
-    yield _comment(f"retry: {settings.retry_ms}\n\n".encode())
+    if not await _write(send, connection, _comment(f"retry: {settings.retry_ms}\n\n".encode())):
+        return False
     if last_id is not None:
         if await _still_retained(ctx, claims.user_id, last_id):
             resumes.inc()
             async for batch in _replay(ctx, claims.user_id, last_id):
-                if chunk := cursor.chunk(batch):
-                    yield chunk
+                chunk = cursor.chunk(batch)
+                if connection.ended is not None or (chunk and not await _write(send, connection, chunk)):
+                    return False
         else:
             resyncs.inc()
-            yield _single("resync_required", b'{"reason":"history_expired"}')
-    else:
-        yield _single("connected", _encode({"user_id": claims.user_id}))
-    while not connection.closed.is_set():
+            if not await _write(
+                send, connection, _single("resync_required", b'{"reason":"history_expired"}')
+            ):
+                return False
+    elif not await _write(send, connection, _single("connected", _encode({"user_id": claims.user_id}))):
+        return False
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    while connection.ended is None:
+        if connection.pending:
+            if chunk := cursor.chunk(connection.take()):
+                if not await _write(send, connection, chunk):
+                    return False
+                quiet_since = loop.time()
+            continue
         remaining = claims.expires_at - time.time()
         if remaining <= 0:
-            yield _single("token_expired", b'{"reason":"access token expired; reconnect with a new one"}')
-            return
-        try:
-            # asyncio.timeout, not wait_for: wait_for wraps every get in a new task.
-            async with asyncio.timeout(min(settings.ping_interval_seconds, remaining)):
-                first = await connection.queue.get()
-        except TimeoutError:
-            yield _comment(b": ping\n\n")
+            expired = _single("token_expired", b'{"reason":"access token expired; reconnect with a new one"}')
+            return await _write(send, connection, expired)
+        ping_in = quiet_since + settings.ping_interval_seconds - loop.time()
+        if ping_in <= 0:
+            if not await _write(send, connection, _comment(b": ping\n\n")):
+                return False
+            quiet_since = loop.time()
             continue
-        if chunk := cursor.chunk(_waiting(connection.queue, first)):
-            yield chunk
+        await connection.sleep(min(ping_in, remaining))
+    return False
 
 
-async def _write(send: Send, chunks: AsyncIterator[_Chunk]) -> None:
-    async for chunk in chunks:
-        await send({"type": "http.response.body", "body": chunk.body, "more_body": True})
-        now = time.time()
-        for item in chunk.items:
-            if item.event is not None:
-                delivered.labels(item.event).inc()
-            if item.created is not None:
-                delivery_latency.observe(max(0.0, now - item.created))
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+class SseEndpoint:
+    """``GET /sse`` and ``GET /events``: the signed-in user's events, resumable by Last-Event-ID. Served
+    beside the framework on the server's own channels (``fechatter_core.web.DirectRoute``)."""
 
+    def __init__(self, app: Litestar) -> None:
+        self._app = app  # its lifespan sets ``state.ctx``
 
-async def _disconnected(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-@asgi(["/sse", "/events"], copy_scope=False)
-async def sse(scope: Scope, receive: Receive, send: Send) -> None:
-    """Server-Sent Events of the signed-in user, resumable by Last-Event-ID."""
-    request: Request[Any, Any, Any] = Request(scope, receive)
-    if request.method not in ("GET", "HEAD"):
-        raise ApiError(
-            405, "method_not_allowed", "Use GET to open the event stream", headers={"Allow": "GET"}
-        )
-    ctx: NotifyContext = request.app.state.ctx
-    claims = _authenticate(request, ctx)
-    last_id = _last_event_id(request)
-    connection = await ctx.registry.open(claims.user_id, claims.workspace_id)
-    try:
-        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-        writer = asyncio.create_task(_write(send, _frames(ctx, claims, connection, last_id)))
-        waiters = [
-            writer,
-            asyncio.create_task(_disconnected(receive)),
-            asyncio.create_task(connection.closed.wait()),
-        ]
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
+    ) -> int:
+        ctx: NotifyContext | None = getattr(self._app.state, "ctx", None)
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if scope["method"] not in ("GET", "HEAD"):
+                raise ApiError(
+                    405, "method_not_allowed", "Use GET to open the event stream", headers={"Allow": "GET"}
+                )
+            if ctx is None:
+                raise ApiError(503, "unavailable", "The event stream is starting; try again shortly")
+            claims, last_id = _opening(scope, ctx)
+        except ApiError as exc:
+            return await send_error(send, exc, headers)
+        start = {"type": "http.response.start", "status": 200, "headers": [*_HEADERS, *headers]}
+        if scope["method"] == "HEAD":
+            # The headers a stream would get, and no stream: nothing opens, no presence is announced.
+            await send(start)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return 200
+        connection = await ctx.registry.open(claims.user_id, claims.workspace_id)
+        watch: _DisconnectWatch | None = None
+        try:
+            if not await _send(send, connection, start):
+                return 200
+            watch = _DisconnectWatch(receive, connection)
+            try:
+                if await _stream(ctx, claims, connection, last_id, send):
+                    await _send(
+                        send, connection, {"type": "http.response.body", "body": b"", "more_body": False}
+                    )
+            except Exception as exc:
+                # The headers are gone already; end the stream and let the client resume from its last id.
+                # A write refused because the client has just gone is not worth a warning.
+                if connection.ended != "disconnected":
+                    log.warning("SSE stream of user %s failed: %r", claims.user_id, exc)
         finally:
-            for task in waiters:
-                task.cancel()
-            for task in waiters:
-                with contextlib.suppress(BaseException):
-                    await task
-        if writer.done() and not writer.cancelled() and (exc := writer.exception()) is not None:
-            # The headers are gone already; end the stream and let the client resume from its last id.
-            log.warning("SSE stream of user %s failed: %r", claims.user_id, exc)
-    finally:
-        await ctx.registry.close(connection)
+            if watch is not None:
+                watch.stop()
+            await ctx.registry.close(connection)
+        return 200

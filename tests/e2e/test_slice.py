@@ -333,6 +333,29 @@ async def test_sse_refuses_bad_credentials_and_resyncs_unknown_ids(
         await http.aclose()
 
 
+async def test_sse_refusals_are_in_the_envelope_and_head_opens_no_stream(
+    stack: RunningStack, client: httpx.AsyncClient
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
+        missing = await http.get("/sse")
+        assert missing.status_code == 401
+        assert missing.json()["success"] is False and missing.json()["error"]["code"] == "unauthorized"
+        assert missing.headers.get("x-request-id")
+    user = await signup(client)
+    posted = await client.post("/sse", headers=user.auth)
+    assert posted.status_code == 405 and posted.headers["allow"] == "GET"
+    assert posted.json()["error"]["code"] == "method_not_allowed"
+    bad = await client.get("/events", params={"last_event_id": "-1"}, headers=user.auth)
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "last_event_id"
+
+    # HEAD answers with a stream's headers at once and opens nothing: the user does not come online.
+    head = await client.head("/sse", headers=user.auth)
+    assert head.status_code == 200
+    assert head.headers["content-type"].startswith("text/event-stream")
+    presence = (await client.get("/api/presence", headers=user.auth)).json()["data"]
+    assert {p["user_id"]: p["status"] for p in presence}[user.id] == "offline"
+
+
 async def test_sse_sends_ping_comments(stack: RunningStack, client: httpx.AsyncClient) -> None:
     user = await signup(client)
     http, stream = await open_sse(stack, user)
