@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections import defaultdict
 
@@ -51,7 +52,7 @@ class Connection:
     timer) resolves the one future it is waiting on, created only while it waits.
     """
 
-    __slots__ = ("_limit", "_waiter", "ended", "id", "pending", "user_id", "workspace_id")
+    __slots__ = ("_limit", "_waiter", "due", "ended", "id", "pending", "user_id", "workspace_id")
 
     def __init__(self, user_id: int, workspace_id: int, limit: int) -> None:
         self.user_id = user_id
@@ -60,6 +61,9 @@ class Connection:
         self.pending: list[Outgoing] = []
         # Why the stream is over ("slow", "disconnected", "closed"), or None while it is open.
         self.ended: str | None = None
+        # When the writer must look again by itself (a ping, the token's expiry), on the loop's clock:
+        # the registry's ticker wakes it then, so a wait costs no timer of its own.
+        self.due = math.inf
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
 
@@ -89,22 +93,21 @@ class Connection:
         self.wake()
 
     def wake(self, *_: object) -> None:
-        """Resolve the writer's wait; also a done-callback of futures it watches and a timer callback."""
+        """Resolve the writer's wait; also a done-callback of the futures it watches."""
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def sleep(self, seconds: float | None = None) -> None:
-        """Wait until woken or ``seconds`` pass; the caller then looks at what changed."""
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(seconds, self.wake) if seconds is not None else None
+    async def sleep(self, until: float = math.inf) -> None:
+        """Wait until woken, or about ``until`` (loop time, to within a tick of the registry's ticker);
+        the caller then looks at what changed."""
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        self.due = until
         try:
             await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            self.due = math.inf
 
 
 class Registry:
@@ -142,6 +145,7 @@ class Registry:
         )
         self._live_sub = await self._nc.subscribe(f"{live.LIVE_PREFIX}.*", cb=self._on_live)
         self._tasks = [
+            asyncio.create_task(self._tick(), name="stream-ticker"),
             asyncio.create_task(self._heartbeat(), name="presence-heartbeat"),
             asyncio.create_task(self._sweep(), name="realtime-sweep"),
         ]
@@ -246,6 +250,19 @@ class Registry:
         except Exception as exc:
             # Presence is best effort: a stream is never refused because Redis is away.
             log.warning("presence of user %s not updated: %s", connection.user_id, exc)
+
+    async def _tick(self) -> None:
+        """Wake the streams whose time has come (a ping, an expired token): one pass over the open
+        streams a tick instead of a timer set and cancelled at every wait of every stream."""
+        period = min(1.0, self._settings.ping_interval_seconds / 10)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for connections in self._by_user.values():
+                for connection in connections:
+                    if connection.due <= now:
+                        connection.wake()
 
     async def _heartbeat(self) -> None:
         while True:

@@ -215,10 +215,21 @@ async def _write(send: Send, connection: Connection, chunk: _Chunk) -> bool:
     now = time.time()
     for item in chunk.items:
         if item.event is not None:
-            delivered.labels(item.event).inc()
+            _delivered(item.event).inc()
         if item.created is not None:
             delivery_latency.observe(max(0.0, now - item.created))
     return True
+
+
+_delivered_by_event: dict[str, Any] = {}
+
+
+def _delivered(event: str) -> Any:
+    """The counter of one event name (``labels`` looked up per event was a tenth of notify's CPU)."""
+    counter = _delivered_by_event.get(event)
+    if counter is None:
+        counter = _delivered_by_event[event] = delivered.labels(event)
+    return counter
 
 
 class _DisconnectWatch:
@@ -287,13 +298,14 @@ async def _stream(
         if remaining <= 0:
             expired = _single("token_expired", b'{"reason":"access token expired; reconnect with a new one"}')
             return await _write(send, connection, expired)
-        ping_in = quiet_since + settings.ping_interval_seconds - loop.time()
-        if ping_in <= 0:
+        now = loop.time()
+        ping_at = quiet_since + settings.ping_interval_seconds
+        if ping_at <= now:
             if not await _write(send, connection, _comment(b": ping\n\n")):
                 return False
             quiet_since = loop.time()
             continue
-        await connection.sleep(min(ping_in, remaining))
+        await connection.sleep(min(ping_at, now + remaining))
     return False
 
 
@@ -316,15 +328,18 @@ class SseEndpoint:
             if ctx is None:
                 raise ApiError(503, "unavailable", "The event stream is starting; try again shortly")
             claims, last_id = _opening(scope, ctx)
+            start = {"type": "http.response.start", "status": 200, "headers": [*_HEADERS, *headers]}
+            if scope["method"] == "HEAD":
+                # The headers a stream would get, and no stream: nothing opens, no presence is announced.
+                await send(start)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return 200
+            connection = await ctx.registry.open(claims.user_id, claims.workspace_id)
         except ApiError as exc:
             return await send_error(send, exc, headers)
-        start = {"type": "http.response.start", "status": 200, "headers": [*_HEADERS, *headers]}
-        if scope["method"] == "HEAD":
-            # The headers a stream would get, and no stream: nothing opens, no presence is announced.
-            await send(start)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return 200
-        connection = await ctx.registry.open(claims.user_id, claims.workspace_id)
+        except Exception:
+            log.exception("opening an SSE stream failed")
+            return await send_error(send, ApiError(500, "internal_error", "Internal server error"), headers)
         watch: _DisconnectWatch | None = None
         try:
             if not await _send(send, connection, start):

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from fechatter_core.security import issue_access_token
+from fechatter_core.settings import AuthSettings
 from tests.conftest import create_chat, invite, signup, team
 from tests.sse import open_sse, send
 from tests.stackutil import RunningStack
@@ -354,6 +356,25 @@ async def test_sse_refusals_are_in_the_envelope_and_head_opens_no_stream(
     assert head.headers["content-type"].startswith("text/event-stream")
     presence = (await client.get("/api/presence", headers=user.auth)).json()["data"]
     assert {p["user_id"]: p["status"] for p in presence}[user.id] == "offline"
+
+
+async def test_sse_ends_with_token_expired_when_the_access_token_lapses(
+    stack: RunningStack, client: httpx.AsyncClient
+) -> None:
+    user = await signup(client)
+    settings = AuthSettings(jwt_secret=stack.secrets()["jwt_secret"], access_ttl_seconds=3)
+    short = issue_access_token(settings, user.id, user.workspace_id)
+    async with (
+        httpx.AsyncClient(base_url=stack.url, timeout=httpx.Timeout(10, read=30)) as http,
+        http.stream("GET", "/sse", headers={"Authorization": f"Bearer {short}"}) as response,
+    ):
+        assert response.status_code == 200
+        started = time.monotonic()
+        lines = [line async for line in response.aiter_lines()]  # until the server ends the stream
+    ended_after = time.monotonic() - started
+    assert "event: token_expired" in lines, lines
+    assert lines[lines.index("event: token_expired") + 1].startswith("data: ")
+    assert 1.5 < ended_after < 8, ended_after
 
 
 async def test_sse_sends_ping_comments(stack: RunningStack, client: httpx.AsyncClient) -> None:
