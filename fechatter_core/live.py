@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 
 from fechatter_core.events import now_iso
+from fechatter_core.pipelined_redis import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -161,17 +162,15 @@ async def typing_start(
 
 
 async def typing_stop(
-    redis: aioredis.Redis, nc: NatsClient, *, workspace_id: int, chat_id: int, user_id: int
+    redis: RedisClient, nc: NatsClient, *, workspace_id: int, chat_id: int, user_id: int
 ) -> bool:
-    """End the user's typing in the chat now (they sent a message); announced once, by whoever ends it."""
+    """End the user's typing in the chat now (they sent a message); announced once, by whoever ends it.
+    Called on every send, so it goes over the pipelined connection."""
     member = typing_member(workspace_id, chat_id, user_id)
-    payload = await redis.eval(
+    payload = await redis.script(
         _TYPING_STOP,
-        3,
-        TYPING_DEADLINES,
-        TYPING_PAYLOAD,
-        typing_throttle_key(workspace_id, chat_id, user_id),
-        member,
+        [TYPING_DEADLINES, TYPING_PAYLOAD, typing_throttle_key(workspace_id, chat_id, user_id)],
+        [member],
     )
     if not payload:
         return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from fechatter_core.pipelined_redis import RedisClient
 from fechatter_core.settings import RedisSettings
 
 # Enough for concurrent scripts of one process; Redis answers each in well under a millisecond.
@@ -27,3 +28,8 @@ def connect(settings: RedisSettings, *, timeout: float = 2.0) -> aioredis.Redis:
         timeout=timeout,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def connect_pipelined(settings: RedisSettings, *, timeout: float = 0.5) -> RedisClient:
+    """The connection for calls on every request (``fechatter_core.pipelined_redis``)."""
+    return RedisClient(settings.url, password=settings.password or None, timeout=timeout)

@@ -66,13 +66,14 @@ def build_app(settings: FechatterSettings) -> Litestar:
         js = nc.jetstream()
         await bus.ensure_stream(js, bus.domain_stream_config(settings.nats.stream))
         redis = redis_client.connect(settings.redis)
+        hot_redis = redis_client.connect_pipelined(settings.redis)
         publisher = OutboxPublisher(
             engine, js, batch_size=settings.outbox.batch_size, interval=settings.outbox.relay_interval_seconds
         )
         publisher.start()
         search = build_search(settings, engine, js)
         await search.start()
-        app.state.ctx = AppContext(settings, engine, nc, js, redis, publisher, search)
+        app.state.ctx = AppContext(settings, engine, nc, js, redis, hot_redis, publisher, search)
 
         async def check_postgres() -> None:
             async with engine.connect() as conn:
@@ -97,6 +98,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             await publisher.stop()
             await nc.drain()
             await redis.aclose()
+            await hot_redis.aclose()
             await engine.dispose()
 
     app = Litestar(

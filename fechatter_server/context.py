@@ -10,6 +10,7 @@ from nats.js.client import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fechatter_core.outbox import OutboxPublisher
+from fechatter_core.pipelined_redis import RedisClient
 from fechatter_core.security import AccessTokenCache
 from fechatter_core.settings import FechatterSettings
 from fechatter_server.search.engine import SearchEngine
@@ -22,6 +23,8 @@ class AppContext:
     nats: NatsClient
     js: JetStreamContext
     redis: aioredis.Redis
+    # For the Redis call of every message send (ending the sender's typing): see pipelined_redis.
+    hot_redis: RedisClient
     publisher: OutboxPublisher
     search: SearchEngine = None  # type: ignore[assignment]  # set by the lifespan before serving
     tokens: AccessTokenCache = field(init=False)

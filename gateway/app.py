@@ -10,9 +10,11 @@ from typing import Any
 from litestar import Litestar, MediaType, Response, get
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from fechatter_core import redis_client
 from fechatter_core.config import load_config
 from fechatter_core.lifecycle import end_with_parent
 from fechatter_core.logs import configure_logging
+from fechatter_core.pipelined_redis import RedisClient
 from fechatter_core.settings import GatewaySettings
 from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
 from gateway.cors import Cors
@@ -22,7 +24,6 @@ from gateway.headers import SecurityHeaders, with_headers
 from gateway.health import HealthChecker, health_all
 from gateway.limits import Limiter, classify
 from gateway.proxy import Proxy, drain, send_error
-from gateway.redis_client import RedisClient
 from gateway.routing import PathTemplates, RoutingTable
 from gateway.upstream import Pool
 
@@ -33,7 +34,7 @@ OWN_PATHS = {"/health", "/api/health", "/metrics", "/api/health/all", "/gateway/
 def _redis(settings: GatewaySettings) -> RedisClient | None:
     if settings.redis is None or not settings.rate_limits.enabled:
         return None
-    return RedisClient(settings.redis.url, password=settings.redis.password or None, timeout=0.5)
+    return redis_client.connect_pipelined(settings.redis)
 
 
 class GatewayApp:

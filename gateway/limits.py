@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 from litestar.types import Scope
 
+from fechatter_core.pipelined_redis import RedisClient, RedisFailure
 from fechatter_core.ratelimit import MULTI_WINDOW_SCRIPT, Verdict, multi_window_verdicts
 from fechatter_core.security import TokenError, bearer_token, verify_access_token
 from fechatter_core.settings import GatewaySettings, RateRule
-from gateway.redis_client import RedisClient, RedisFailure
 
 log = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ async def stopped_typing(ctx: AppContext, caller: AccessClaims, chat_id: int) ->
     because Redis is down (the typing then lapses by itself)."""
     try:
         await live.typing_stop(
-            ctx.redis, ctx.nats, workspace_id=caller.workspace_id, chat_id=chat_id, user_id=caller.user_id
+            ctx.hot_redis, ctx.nats, workspace_id=caller.workspace_id, chat_id=chat_id, user_id=caller.user_id
         )
     except Exception as exc:
         log.warning("typing stop of chat %s not announced: %s", chat_id, exc)

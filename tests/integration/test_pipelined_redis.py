@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from fechatter_core.pipelined_redis import RedisClient, RedisFailure
 from fechatter_core.ratelimit import MULTI_WINDOW_SCRIPT, multi_window_verdicts
 from fechatter_stack.infra import redis_server_binary
-from gateway.redis_client import RedisClient, RedisFailure
 from tests.stackutil import free_ports
 
 PASSWORD = "client-test-password"

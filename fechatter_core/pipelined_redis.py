@@ -1,10 +1,12 @@
-"""The rate limiter's connection to Redis: one per worker, every command written at once (pipelined, so
-that concurrent requests never wait for a free connection), replies parsed by hiredis and matched to their
-commands in order.
+"""A Redis connection for calls made on every request: one per worker, every command written at once
+(pipelined, so that concurrent requests never wait for a free connection), replies parsed by hiredis and
+matched to their commands in order, scripts run by their SHA-1.
 
-The limiter sends one script call per request and nothing else. redis-py's asyncio client spent about a
-quarter of the gateway's Python time per request on that call (pool checkout, its retry wrapper, a timeout
-per read), while writing a command and reading its reply on a connection already open costs little.
+For the gateway's rate limiter (one script call per request) and the end of the sender's typing on every
+message send. redis-py's asyncio client spent about a quarter of the gateway's Python time per request on
+that call (pool checkout, its retry wrapper, a timeout per read), and 120-180 µs of CPU per typing stop
+against 39 µs here (measured, 16 calls at a time), while writing a command and reading its reply on a
+connection already open costs little. Everything else keeps redis-py (``fechatter_core.redis_client``).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class RedisClient:
     async def ping(self) -> None:
         await self.execute("PING")
 
-    async def script(self, source: str, keys: list[str], args: list[int]) -> Any:
+    async def script(self, source: str, keys: list[str], args: list[str | int]) -> Any:
         """Run a Lua script by its SHA-1, loading it (EVAL) when this Redis does not know it yet."""
         sha = self._scripts.get(source)
         if sha is None:
