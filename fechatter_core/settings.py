@@ -163,10 +163,10 @@ class FechatterSettings(_Section, kw_only=True):
 
 
 class SseSettings(_Section, kw_only=True):
-    ping_interval_seconds: float = 15.0
+    ping_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     retry_ms: int = 3000
     # Events buffered per connection before a slow client is disconnected (it then resumes by id).
-    buffer_size: int = 1000
+    buffer_size: Annotated[int, msgspec.Meta(gt=0)] = 1000
     retention_hours: int = 48
     retention_per_user: int = 20000
     # Presence: each connection is refreshed in Redis every heartbeat and counts for ttl (a process that

@@ -1,12 +1,14 @@
-"""Streaming reverse proxy (raw ASGI, for speed): a request body is written to the service as it arrives
-(its size limit counted as it streams), and the response is relayed chunk by chunk as it arrives, so file
-downloads are never held whole and Server-Sent Events flow through unbuffered."""
+"""Streaming reverse proxy (raw ASGI, for speed): a request body up to BUFFERED_BODY is read whole before it
+goes on, a larger one is written to the service as it arrives (its size limit counted as it streams), and
+the response is relayed chunk by chunk as it arrives, so file downloads are never held whole and
+Server-Sent Events flow through unbuffered."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import re
 
 import msgspec
 from litestar.types import Message, Receive, Scope, Send
@@ -133,9 +135,16 @@ class ClientBody:
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def _retryable(method: str, idempotency_key: bool) -> bool:
-    # The chat API answers a repeated Idempotency-Key with the original result instead of acting twice.
-    return method in SAFE_METHODS or idempotency_key
+# The one route that honours Idempotency-Key (the chat API answers a repeated key with the original message
+# instead of sending it twice). Elsewhere the header promises nothing: a refresh or a chat creation sent
+# twice would act twice, so a key there does not make the request repeatable.
+_REPEATABLE_WITH_KEY = re.compile(r"/api/chat/[0-9]+/messages")
+
+
+def _retryable(method: str, path: str, idempotency_key: bool) -> bool:
+    if method in SAFE_METHODS:
+        return True
+    return idempotency_key and method == "POST" and _REPEATABLE_WITH_KEY.fullmatch(path) is not None
 
 
 # A body up to this size is read whole before an upstream connection is taken. The server hands over even
@@ -267,7 +276,7 @@ class Proxy:
         # per-instance cap, closed afterwards: a client may take minutes to send its body, and slow uploads
         # must not hold the slots that every other request waits for.
         replayable = not more
-        retryable = replayable and _retryable(method, idempotency_key)
+        retryable = replayable and _retryable(method, scope["path"], idempotency_key)
         failure = UpstreamFailed(503, "unavailable", f"{upstream.name} is unavailable")
         candidates = upstream.candidates()
         if not route.stream and len(candidates) > 1 and self.pool.is_full(candidates[0]):

@@ -59,7 +59,8 @@ class Connection:
         self.workspace_id = workspace_id
         self.id = uuid.uuid4().hex
         self.pending: list[Outgoing] = []
-        # Why the stream is over ("slow", "disconnected", "closed"), or None while it is open.
+        # Why the stream is over ("slow", "disconnected", "closed": the process is stopping), or None while
+        # it is open.
         self.ended: str | None = None
         # When the writer must look again by itself (a ping, the token's expiry), on the loop's clock:
         # the registry's ticker wakes it then, so a wait costs no timer of its own.
@@ -72,16 +73,16 @@ class Connection:
             return
         if len(self.pending) >= self._limit:
             # Never skip silently: close, and the client resumes from its last id.
-            slow_disconnects.inc()
-            log.warning(
-                "closing a slow SSE connection of user %s: %d events buffered",
-                self.user_id,
-                len(self.pending),
-            )
-            self.end("slow")
+            self.cut_off(f"{len(self.pending)} events buffered")
             return
         self.pending.append(item)
         self.wake()
+
+    def cut_off(self, why: str) -> None:
+        """End a stream whose client has fallen behind."""
+        slow_disconnects.inc()
+        log.warning("closing a slow SSE connection of user %s: %s", self.user_id, why)
+        self.end("slow")
 
     def take(self) -> list[Outgoing]:
         items, self.pending = self.pending, []
@@ -160,9 +161,12 @@ class Registry:
             if sub is not None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-        # Connections still open end with the process: drop them from presence now rather than at the ttl.
-        # All at once and within one deadline: with Redis away, shutdown waits a second, not one per stream.
+        # Connections still open end with the process: their streams end now (no ticker wakes them any
+        # more), and they leave presence now rather than at the ttl. All at once and within one deadline:
+        # with Redis away, shutdown waits a second, not one per stream.
         open_now = [c for conns in self._by_user.values() for c in conns]
+        for connection in open_now:
+            connection.end("closed")
         if open_now:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(

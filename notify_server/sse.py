@@ -51,6 +51,9 @@ delivery_latency = Histogram(
 _encode = msgspec.json.Encoder().encode
 
 REPLAY_BATCH = 256
+# A write still blocked after this long (the client's socket full and not drained) ends the stream; the
+# client resumes from its last id.
+WRITE_DEADLINE_SECONDS = 60.0
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -199,11 +202,16 @@ async def _send(send: Send, connection: Connection, message: Message) -> bool:
         return True
     sending = asyncio.ensure_future(sent)
     sending.add_done_callback(connection.wake)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WRITE_DEADLINE_SECONDS
     while not sending.done():
+        if connection.ended is None and loop.time() >= deadline:
+            # A client that stopped reading while no events came (a ping is what blocked) is cut off too.
+            connection.cut_off(f"a write blocked for {WRITE_DEADLINE_SECONDS:.0f} s")
         if connection.ended is not None:
             sending.cancel()
             return False
-        await connection.sleep()
+        await connection.sleep(deadline)
     sending.result()
     return True
 
@@ -236,12 +244,13 @@ class _DisconnectWatch:
     """Reads the request's channel beside the stream (no task on Granian, whose ``receive`` is a future)
     and ends the connection when the client goes away."""
 
-    __slots__ = ("_connection", "_reading", "_receive")
+    __slots__ = ("_connection", "_reading", "_receive", "_stopped")
 
     def __init__(self, receive: Receive, connection: Connection) -> None:
         self._receive = receive
         self._connection = connection
         self._reading: asyncio.Future[Any] | None = None
+        self._stopped = False
         self._next()
 
     def _next(self) -> None:
@@ -249,7 +258,8 @@ class _DisconnectWatch:
         self._reading.add_done_callback(self._on_message)
 
     def _on_message(self, reading: asyncio.Future[Any]) -> None:
-        if reading.cancelled():
+        # A message that arrived as the stream ended (its callback runs a moment later): read no more.
+        if self._stopped or reading.cancelled():
             return
         if reading.exception() is not None or reading.result()["type"] == "http.disconnect":
             self._connection.end("disconnected")
@@ -257,6 +267,7 @@ class _DisconnectWatch:
         self._next()  # a piece of a request body, which a GET has no use for
 
     def stop(self) -> None:
+        self._stopped = True
         if self._reading is not None and not self._reading.done():
             self._reading.cancel()
 
@@ -273,10 +284,13 @@ async def _stream(
     if last_id is not None:
         if await _still_retained(ctx, claims.user_id, last_id):
             resumes.inc()
-            async for batch in _replay(ctx, claims.user_id, last_id):
-                chunk = cursor.chunk(batch)
-                if connection.ended is not None or (chunk and not await _write(send, connection, chunk)):
-                    return False
+            # aclosing: a stream that ends mid-replay removes its JetStream consumer now, not when the
+            # generator is collected.
+            async with contextlib.aclosing(_replay(ctx, claims.user_id, last_id)) as batches:
+                async for batch in batches:
+                    chunk = cursor.chunk(batch)
+                    if connection.ended is not None or (chunk and not await _write(send, connection, chunk)):
+                        return False
         else:
             resyncs.inc()
             if not await _write(
@@ -288,16 +302,18 @@ async def _stream(
     loop = asyncio.get_running_loop()
     quiet_since = loop.time()
     while connection.ended is None:
+        # Before the waiting events: a stream kept busy (a client reading steadily but behind) still ends
+        # when its token does.
+        remaining = claims.expires_at - time.time()
+        if remaining <= 0:
+            expired = _single("token_expired", b'{"reason":"access token expired; reconnect with a new one"}')
+            return await _write(send, connection, expired)
         if connection.pending:
             if chunk := cursor.chunk(connection.take()):
                 if not await _write(send, connection, chunk):
                     return False
                 quiet_since = loop.time()
             continue
-        remaining = claims.expires_at - time.time()
-        if remaining <= 0:
-            expired = _single("token_expired", b'{"reason":"access token expired; reconnect with a new one"}')
-            return await _write(send, connection, expired)
         now = loop.time()
         ping_at = quiet_since + settings.ping_interval_seconds
         if ping_at <= now:
@@ -328,18 +344,21 @@ class SseEndpoint:
             if ctx is None:
                 raise ApiError(503, "unavailable", "The event stream is starting; try again shortly")
             claims, last_id = _opening(scope, ctx)
-            start = {"type": "http.response.start", "status": 200, "headers": [*_HEADERS, *headers]}
-            if scope["method"] == "HEAD":
-                # The headers a stream would get, and no stream: nothing opens, no presence is announced.
-                await send(start)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return 200
-            connection = await ctx.registry.open(claims.user_id, claims.workspace_id)
+            connection = None
+            if scope["method"] == "GET":
+                connection = await ctx.registry.open(claims.user_id, claims.workspace_id)
         except ApiError as exc:
             return await send_error(send, exc, headers)
         except Exception:
             log.exception("opening an SSE stream failed")
             return await send_error(send, ApiError(500, "internal_error", "Internal server error"), headers)
+        start = {"type": "http.response.start", "status": 200, "headers": [*_HEADERS, *headers]}
+        if connection is None:
+            # HEAD: the headers a stream would get, and no stream: nothing opens, no presence is announced.
+            with contextlib.suppress(Exception):  # a client gone already has nothing to be told
+                await send(start)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return 200
         watch: _DisconnectWatch | None = None
         try:
             if not await _send(send, connection, start):

@@ -136,8 +136,10 @@ describe('messages store', () => {
     const server = new ServerChat(9)
     let failures = 3
     const stored = new Map<string, Message>()
-    const calls = installFetch(({ method, url, body }) => {
+    const headerKeys: string[] = []
+    const calls = installFetch(({ method, url, body, headers }) => {
       if (method === 'GET') return server.page(url.searchParams)
+      headerKeys.push(headers['Idempotency-Key'])
       if (failures-- > 0) return failures % 2 ? json({ code: 'unavailable', message: 'down' }, 503) : Promise.reject(new TypeError('Failed to fetch'))
       const b = body as { content: string; idempotency_key: string }
       const known = stored.get(b.idempotency_key)
@@ -155,6 +157,8 @@ describe('messages store', () => {
     const posts = calls.filter((c) => c.method === 'POST')
     expect(posts).toHaveLength(4)
     expect(new Set(posts.map((c) => (c.body as { idempotency_key: string }).idempotency_key)).size).toBe(1)
+    // The header carries it too, so that the gateway may repeat a send whose connection broke.
+    expect(headerKeys).toEqual(posts.map((c) => (c.body as { idempotency_key: string }).idempotency_key))
     expect(store.pendingIn(9)).toEqual([])
     // The stream then delivers the same message: still one copy.
     await store.receive(result as Message)

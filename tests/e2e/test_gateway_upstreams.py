@@ -280,6 +280,29 @@ async def test_requests_with_small_bodies_reuse_their_upstream_connection(tmp_pa
         assert set(chat.hit_connections) == {chat.hit_connections[0]}, chat.hit_connections
 
 
+async def test_a_broken_kept_connection_is_retried_only_for_a_message_send_with_its_key(
+    tmp_path: Path,
+) -> None:
+    """The service closes a kept connection as a request arrives on it. A message send carrying an
+    Idempotency-Key goes again on a new connection (a repeat returns the original message); another POST
+    with the header is not repeated, since nothing there honours the key: the client gets 502."""
+    async with (
+        stubs("chat") as (chat,),
+        gateway(tmp_path, [chat]) as gw,
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+    ):
+        assert (await http.get("/api/who")).status_code == 200  # leaves a kept connection
+        chat.close_kept_connections = True
+        key = {"Idempotency-Key": "k-1"}
+        sent = await http.post("/api/chat/7/messages", headers=key, json={"content": "hi"})
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["path"] == "/api/chat/7/messages"
+        other = await http.post("/api/workspace/chats", headers=key, json={"name": "x"})
+        assert other.status_code == 502, other.text
+        assert other.json()["error"]["code"] == "bad_gateway"
+        assert chat.hits.count("/api/workspace/chats") == 0  # never answered, never sent twice
+
+
 async def test_a_streamed_body_never_goes_on_a_connection_the_service_may_have_closed(tmp_path: Path) -> None:
     """A body that streams cannot be sent again: it goes on a new connection, not on a kept one that the
     service may be closing (here: every kept connection is closed when a request comes on it)."""

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fechatter_core.config import ConfigError, config_path, expand_env, load_config
+from fechatter_core.settings import NotifySettings
 
 
 def expand(text: str, env: dict[str, str] | None = None, key: str = "k") -> object:
@@ -405,3 +406,20 @@ def test_relative_config_dir_is_quoted_as_given(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(ConfigError) as info:
         load_config("svc", Settings, env={}, config_dir="conf")
     assert str(info.value) == "conf/svc.yml: server.port: expected int, got str 'nope'"
+
+
+@pytest.mark.parametrize("setting", ["SSE_BUFFER_SIZE", "SSE_PING_SECONDS"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_notify_refuses_sse_settings_that_are_not_positive(setting: str, value: str) -> None:
+    # A buffer of 0 would drop every stream at its first event, a ping interval of 0 would spin.
+    env = {
+        "NOTIFY_PORT": "6100",
+        "DATABASE_URL": "postgresql://u:p@127.0.0.1/db",
+        "NATS_URL": "nats://127.0.0.1:4222",
+        "REDIS_URL": "redis://127.0.0.1:6379",
+        "JWT_SECRET": "s" * 32,
+        setting: value,
+    }
+    with pytest.raises(ConfigError) as raised:
+        load_config("notify", NotifySettings, env=env)
+    assert "sse." in str(raised.value)

@@ -229,7 +229,11 @@ export const useMessagesStore = defineStore('messages', {
           const body: Record<string, unknown> = { content: p.content, idempotency_key: p.key }
           if (p.reply_to) body.reply_to = p.reply_to
           if (p.files.length) body.files = p.files.map((f) => f.id)
-          const { data } = await api.post<Message>(`/api/chat/${p.chat_id}/messages`, body)
+          // The key goes in the header as well: the gateway may then send the request again to another
+          // instance when a connection breaks before the answer, knowing that a repeat is harmless.
+          const { data } = await api.post<Message>(`/api/chat/${p.chat_id}/messages`, body, {
+            headers: { 'Idempotency-Key': p.key },
+          })
           this.insert(p.chat_id, [data])
           this.pending = this.pending.filter((x) => x.key !== key)
           return data
