@@ -167,6 +167,9 @@ class SseSettings(_Section, kw_only=True):
     retry_ms: int = 3000
     # Events buffered per connection before a slow client is disconnected (it then resumes by id).
     buffer_size: Annotated[int, msgspec.Meta(gt=0)] = 1000
+    # A write still blocked after this long (the client's socket full, not drained) ends the stream too: a
+    # client that stopped reading while few events came is cut off even though its buffer never filled.
+    write_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     retention_hours: int = 48
     retention_per_user: int = 20000
     # Presence: each connection is refreshed in Redis every heartbeat and counts for ttl (a process that

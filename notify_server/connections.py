@@ -52,9 +52,19 @@ class Connection:
     timer) resolves the one future it is waiting on, created only while it waits.
     """
 
-    __slots__ = ("_limit", "_waiter", "due", "ended", "id", "pending", "user_id", "workspace_id")
+    __slots__ = (
+        "_limit",
+        "_waiter",
+        "due",
+        "ended",
+        "id",
+        "pending",
+        "user_id",
+        "workspace_id",
+        "write_timeout",
+    )
 
-    def __init__(self, user_id: int, workspace_id: int, limit: int) -> None:
+    def __init__(self, user_id: int, workspace_id: int, limit: int, write_timeout: float) -> None:
         self.user_id = user_id
         self.workspace_id = workspace_id
         self.id = uuid.uuid4().hex
@@ -66,6 +76,7 @@ class Connection:
         # the registry's ticker wakes it then, so a wait costs no timer of its own.
         self.due = math.inf
         self._limit = limit
+        self.write_timeout = write_timeout
         self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, item: Outgoing) -> None:
@@ -214,7 +225,9 @@ class Registry:
     # -- connections and presence --------------------------------------------------------------------
 
     async def open(self, user_id: int, workspace_id: int) -> Connection:
-        connection = Connection(user_id, workspace_id, self._settings.buffer_size)
+        connection = Connection(
+            user_id, workspace_id, self._settings.buffer_size, self._settings.write_timeout_seconds
+        )
         self._by_user[user_id].add(connection)
         self._by_workspace[workspace_id].add(connection)
         open_connections.inc()

@@ -51,9 +51,6 @@ delivery_latency = Histogram(
 _encode = msgspec.json.Encoder().encode
 
 REPLAY_BATCH = 256
-# A write still blocked after this long (the client's socket full and not drained) ends the stream; the
-# client resumes from its last id.
-WRITE_DEADLINE_SECONDS = 60.0
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -203,11 +200,12 @@ async def _send(send: Send, connection: Connection, message: Message) -> bool:
     sending = asyncio.ensure_future(sent)
     sending.add_done_callback(connection.wake)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + WRITE_DEADLINE_SECONDS
+    deadline = loop.time() + connection.write_timeout
     while not sending.done():
         if connection.ended is None and loop.time() >= deadline:
-            # A client that stopped reading while no events came (a ping is what blocked) is cut off too.
-            connection.cut_off(f"a write blocked for {WRITE_DEADLINE_SECONDS:.0f} s")
+            # A client that stopped reading while few events came (too few to fill its buffer) is cut off
+            # too; it resumes from its last id.
+            connection.cut_off(f"a write blocked for {connection.write_timeout:g} s")
         if connection.ended is not None:
             sending.cancel()
             return False

@@ -142,3 +142,69 @@ async def test_a_client_that_stops_reading_is_dropped_and_resumes_without_loss(
         async with stream(stack, bob, last_event_id=resume_from) as resumed:
             rest = await collect(resumed, "new_message", len(sent) - len(messages), timeout=30)
         assert [d["id"] for _, d in messages + rest] == [m["id"] for m in sent]
+
+
+WRITE_TIMEOUT = 2
+
+
+@pytest.fixture(scope="module")
+def deadline_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = make_stack(
+        tmp_path_factory.mktemp("deadline-stack") / "data", SSE_WRITE_TIMEOUT_SECONDS=str(WRITE_TIMEOUT)
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+async def test_a_write_blocked_past_the_deadline_ends_the_stream_before_its_buffer_fills(
+    deadline_stack: RunningStack,
+) -> None:
+    """Bob stops reading while a few dozen big events come (far fewer than the 1,000 his buffer holds):
+    the sockets fill, a write blocks, and after the write timeout the stream is cut off; resuming from the
+    last id he had gets everything."""
+    stack = deadline_stack
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+        alice, bob = await team(client)
+        chat = await create_chat(client, alice, [bob])
+        last_id = await last_id_after_one_message(stack, client, alice, bob, chat["id"])
+        disconnects = await notify_metric(stack, "notify_sse_slow_client_disconnects_total")
+        stalled = httpx.AsyncClient(base_url=stack.url, timeout=httpx.Timeout(10, read=60))
+        response = await stalled.send(
+            stalled.build_request("GET", "/sse", headers={**bob.auth, "Last-Event-ID": last_id}), stream=True
+        )
+        assert response.status_code == 200
+        secrets = stack.secrets()
+        nc = await nats.connect(
+            f"nats://fechatter:{secrets['nats_password']}@127.0.0.1:{stack.port('NATS_PORT')}"
+        )
+        sent = []
+        try:
+            for n in range(60):
+                entry = {
+                    "event": "new_message",
+                    "data": {"id": -(n + 1), "chat_id": chat["id"], "seq": n + 2, "content": "y" * 500_000},
+                    "occurred_at": now_iso(),
+                    "event_id": str(uuid.uuid4()),
+                    "workspace_id": bob.workspace_id,
+                }
+                await nc.jetstream().publish(f"notify.user.{bob.id}", json.dumps(entry).encode())
+                sent.append(entry["data"])
+                await asyncio.sleep(0.02)
+        finally:
+            await nc.close()
+        deadline = time.monotonic() + 30
+        while await notify_metric(stack, "notify_sse_slow_client_disconnects_total") == disconnects:
+            assert time.monotonic() < deadline, "the blocked stream was never cut off"
+            await asyncio.sleep(0.5)
+        await response.aclose()
+        await stalled.aclose()
+        log = (stack.data_dir / "logs" / "notify_server.log").read_text()
+        assert f"a write blocked for {WRITE_TIMEOUT} s" in log
+        assert "events buffered" not in log
+
+        async with stream(stack, bob, last_event_id=last_id) as resumed:
+            got = await collect(resumed, "new_message", len(sent), timeout=60)
+        assert [d["id"] for _, d in got] == [m["id"] for m in sent]

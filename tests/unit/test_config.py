@@ -408,7 +408,7 @@ def test_relative_config_dir_is_quoted_as_given(tmp_path: Path, monkeypatch: pyt
     assert str(info.value) == "conf/svc.yml: server.port: expected int, got str 'nope'"
 
 
-@pytest.mark.parametrize("setting", ["SSE_BUFFER_SIZE", "SSE_PING_SECONDS"])
+@pytest.mark.parametrize("setting", ["SSE_BUFFER_SIZE", "SSE_PING_SECONDS", "SSE_WRITE_TIMEOUT_SECONDS"])
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_notify_refuses_sse_settings_that_are_not_positive(setting: str, value: str) -> None:
     # A buffer of 0 would drop every stream at its first event, a ping interval of 0 would spin.
