@@ -46,23 +46,34 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 DirectRoute = Callable[[Scope, Receive, Send, list[tuple[bytes, bytes]]], Awaitable[int]]
 
 
-async def send_error(send: Send, exc: ApiError, headers: list[tuple[bytes, bytes]]) -> int:
-    """Answer ``exc`` in the error envelope on raw ASGI channels (a direct route); returns its status."""
-    body = msgspec.json.encode(exc.body())
-    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in exc.headers.items()]
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: list[tuple[bytes, bytes]] | tuple[()] = (),
+    field: str | None = None,
+) -> None:
+    """Answer in the error envelope on raw ASGI channels (the gateway, a direct route)."""
+    body = msgspec.json.encode(error_body(code, message, field))
     await send(
         {
             "type": "http.response.start",
-            "status": exc.status_code,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                *extra,
                 *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_api_error(send: Send, exc: ApiError, headers: list[tuple[bytes, bytes]]) -> int:
+    """``send_error`` for an ApiError, with its own headers; returns its status."""
+    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in exc.headers.items()]
+    await send_error(send, exc.status_code, exc.code, exc.message, [*extra, *headers], exc.field)
     return exc.status_code
 
 

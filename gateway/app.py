@@ -16,14 +16,14 @@ from fechatter_core.lifecycle import end_with_parent
 from fechatter_core.logs import configure_logging
 from fechatter_core.pipelined_redis import RedisClient
 from fechatter_core.settings import GatewaySettings
-from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
+from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, send_error, wrap
 from gateway.cors import Cors
 from gateway.forwarded import ClientAddress
 from gateway.frontend import frontend_handlers
 from gateway.headers import SecurityHeaders, with_headers
 from gateway.health import HealthChecker, health_all
 from gateway.limits import Limiter, classify
-from gateway.proxy import Proxy, drain, send_error
+from gateway.proxy import Proxy, drain
 from gateway.routing import PathTemplates, RoutingTable
 from gateway.upstream import Pool
 

@@ -10,10 +10,9 @@ import contextlib
 import logging
 import re
 
-import msgspec
 from litestar.types import Message, Receive, Scope, Send
 
-from fechatter_core.errors import error_body
+from fechatter_core.web import send_error
 from gateway.routing import Route, RoutingTable
 from gateway.upstream import (
     ConnectFailed,
@@ -53,26 +52,6 @@ REQUEST_DROP = HOP_BY_HOP | {
 # Content-Length is kept: the body is relayed byte for byte (never decoded), and a sized response spares
 # the client chunked decoding.
 RESPONSE_DROP = (HOP_BY_HOP - {b"content-length"}) | {b"x-request-id", b"server", b"date"}
-
-_json = msgspec.json.Encoder().encode
-
-
-async def send_error(
-    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] = ()
-) -> None:
-    body = _json(error_body(code, message))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 # A body refused early is still read (and dropped) up to this much past the limit: a connection closed on

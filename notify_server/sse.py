@@ -31,7 +31,7 @@ from prometheus_client import Counter, Histogram
 from fechatter_core.errors import ApiError, unauthorized, validation_error
 from fechatter_core.events import user_log_subject
 from fechatter_core.security import AccessClaims, TokenError, bearer_token, verify_access_token
-from fechatter_core.web import send_error
+from fechatter_core.web import send_api_error
 from notify_server import frames
 from notify_server.connections import Connection
 from notify_server.context import NotifyContext
@@ -346,10 +346,11 @@ class SseEndpoint:
             if scope["method"] == "GET":
                 connection = await ctx.registry.open(claims.user_id, claims.workspace_id)
         except ApiError as exc:
-            return await send_error(send, exc, headers)
+            return await send_api_error(send, exc, headers)
         except Exception:
             log.exception("opening an SSE stream failed")
-            return await send_error(send, ApiError(500, "internal_error", "Internal server error"), headers)
+            failed = ApiError(500, "internal_error", "Internal server error")
+            return await send_api_error(send, failed, headers)
         start = {"type": "http.response.start", "status": 200, "headers": [*_HEADERS, *headers]}
         if connection is None:
             # HEAD: the headers a stream would get, and no stream: nothing opens, no presence is announced.
