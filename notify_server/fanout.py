@@ -2,11 +2,11 @@
 
 The per-user log (subject ``notify.user.<id>``) is what an SSE connection replays from: its stream
 sequence is the SSE event id. Writing it costs one small JetStream append per recipient and no Postgres
-write. One durable pull consumer is shared by every notify replica. A process handles one batch at a time
-and retries it until it is delivered before fetching more, so with one notify process every user's log
-keeps the order of the domain stream. With several replicas two partial batches can be in flight at once
-(``max_ack_pending`` bounds events, not batches), so events of different batches may reach a user's log
-out of order: nothing is lost or duplicated, and clients order messages by ``seq``.
+write. One durable pull consumer is shared by every notify replica, and every user's log keeps the order
+of the domain stream, whichever process fans an event out: a process writes a run of events only once
+every older event has been written (the consumer's ack floor has reached it). An event held by a process
+that died is handed out again by JetStream when its ack wait lapses; the events after it wait for it
+rather than overtake it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 
 DURABLE = "notify-fanout"
 BATCH = 256
+# Seconds before JetStream hands an unacked event to another process: how long the events after it wait
+# when a process dies holding one.
+ACK_WAIT = 10.0
+FETCH_TIMEOUT = 1.0
+WAITING_FETCH_TIMEOUT = 0.02
 
 fanned_out = Counter("notify_fanout_events_total", "Domain events fanned out to user logs", ["type"])
 log_writes = Counter("notify_user_log_writes_total", "Entries appended to per-user logs")
@@ -127,7 +133,11 @@ class Fanout:
         self._last_seq: int | None = None
         self._domain_stream = domain_stream
         self._user_stream = user_stream
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        # Fetched, not yet written to the user logs, by domain-stream sequence.
+        self._held: dict[int, Msg] = {}
+        # Every event up to this domain-stream sequence is in the user logs (None: not known yet).
+        self._done_through: int | None = None
 
     async def start(self) -> None:
         self._sub = await self._js.pull_subscribe(
@@ -137,35 +147,98 @@ class Fanout:
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.NEW,
-                ack_wait=10,
+                ack_wait=ACK_WAIT,
                 max_ack_pending=BATCH,
                 max_deliver=-1,
             ),
         )
-        self._task = asyncio.create_task(self._run(), name="notify-fanout")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="notify-fanout"),
+            asyncio.create_task(self._keep_held(), name="notify-fanout-keepalive"),
+        ]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        # Hand back what this process holds, so that another process (or the next start) takes it now
+        # instead of after the ack wait. Unsubscribed first, so that it is not handed back to this process.
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
+        for msg in self._held.values():
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        self._held.clear()
 
     async def _run(self) -> None:
         while True:
-            try:
-                batch = await self._sub.fetch(BATCH, timeout=1.0)
-            except (NatsTimeoutError, TimeoutError):
+            await self._fetch()
+            run = await self._ready()
+            if not run:
                 continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("fan-out fetch failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            await self._deliver_until_done(batch)
+            await self._deliver_until_done(run)
+            for msg in run:
+                self._held.pop(msg.metadata.sequence.stream, None)
+            self._done_through = run[-1].metadata.sequence.stream
 
-    async def _deliver_until_done(self, batch: list[Any]) -> None:
-        """Retry this batch until it is delivered, before fetching anything newer: moving on would put later
+    async def _fetch(self) -> None:
+        # While held events wait for an older one, keep asking: that event comes back in a fetch.
+        timeout = WAITING_FETCH_TIMEOUT if self._held else FETCH_TIMEOUT
+        try:
+            batch = await self._sub.fetch(max(1, BATCH - len(self._held)), timeout=timeout)
+        except (NatsTimeoutError, TimeoutError):
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("fan-out fetch failed: %s", exc)
+            await asyncio.sleep(0.5)
+            return
+        for msg in batch:
+            self._held[msg.metadata.sequence.stream] = msg
+
+    async def _ready(self) -> list[Msg]:
+        """The held events that may be written now, oldest first: a run of consecutive events that begins
+        right after the last event written by any process."""
+        if not self._held:
+            return []
+        seqs = sorted(self._held)
+        if seqs[0] != (self._done_through or 0) + 1 and not await self._nothing_older_outstanding(seqs[0]):
+            return []
+        run = [seqs[0]]
+        for seq in seqs[1:]:
+            if seq != run[-1] + 1 or len(run) == BATCH:
+                break
+            run.append(seq)
+        return [self._held[seq] for seq in run]
+
+    async def _nothing_older_outstanding(self, first: int) -> bool:
+        """Whether every event before ``first`` is written: acked up to it, or no event is pending but the
+        ones this process holds (the sequence can skip numbers, for messages removed from the stream)."""
+        try:
+            info = await self._sub.consumer_info()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("fan-out consumer info failed: %s", exc)
+            await asyncio.sleep(0.5)
+            return False
+        acked = (info.ack_floor.stream_seq if info.ack_floor else None) or 0
+        return acked >= first - 1 or (info.num_ack_pending or 0) <= len(self._held)
+
+    async def _keep_held(self) -> None:
+        """Tell JetStream the held events are being worked on, so that a long wait or a slow delivery does
+        not make it hand them to another process (which would write them out of order)."""
+        while True:
+            await asyncio.sleep(ACK_WAIT / 3)
+            for msg in list(self._held.values()):
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+    async def _deliver_until_done(self, batch: list[Msg]) -> None:
+        """Retry this run until it is delivered, before writing anything newer: moving on would put later
         events ahead of these in every user's log. Msg ids make a repeated append a no-op."""
         delay = 0.5
         while True:
@@ -176,9 +249,6 @@ class Fanout:
                 raise
             except Exception as exc:
                 log.warning("fan-out of %d events failed, retrying in %.1fs: %s", len(batch), delay, exc)
-                for msg in batch:  # keep JetStream from handing them to another replica meanwhile
-                    with contextlib.suppress(Exception):
-                        await msg.in_progress()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -189,7 +259,7 @@ class Fanout:
             self._cache.clear()
         self._last_seq = stream_seq
 
-    async def _deliver(self, batch: list[Any]) -> None:
+    async def _deliver(self, batch: list[Msg]) -> None:
         futures = []
         for msg in batch:
             self._follow(msg.metadata.sequence.stream)
