@@ -224,6 +224,20 @@ def notify_process(stack_dir: Path | None) -> psutil.Process | None:
     return children[0] if children else root
 
 
+async def fanout_held_back(stack_dir: Path | None) -> float | None:
+    """How often notify's fan-out held fetched events back until an older one was written (it writes every
+    user's log in the domain stream's order): a wait that adds to the delivery latency measured here."""
+    if stack_dir is None:
+        return None
+    port = json.loads((stack_dir / "stack.json").read_text())["children"]["notify_server"]["port"]
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("notify_fanout_held_back_total "):
+            return float(line.split()[1])
+    return None
+
+
 def rss_mb(proc: psutil.Process | None) -> float:
     return proc.memory_info().rss / 2**20 if proc else float("nan")
 
@@ -274,6 +288,7 @@ async def bench(args: argparse.Namespace, base: str, data_dir: Path | None) -> d
                 break
             await asyncio.sleep(0.5)
         drained = time.monotonic() - sending_done
+        held_back = await fanout_held_back(data_dir)
         stop.set()
         for task in tasks:
             task.cancel()
@@ -309,6 +324,7 @@ async def bench(args: argparse.Namespace, base: str, data_dir: Path | None) -> d
         "errors": sum(c.errors for c in clients) + send_errors,
         "lost": lost,
         "duplicated": duplicated,
+        "fanout_held_back": held_back,
         "notify_rss_mb": {"before": round(rss_before, 1), "connected": round(rss_connected, 1)},
         "rss_per_connection_kb": round((rss_connected - rss_before) * 1024 / args.clients, 1),
     }

@@ -41,6 +41,10 @@ WAITING_FETCH_TIMEOUT = 0.02
 
 fanned_out = Counter("notify_fanout_events_total", "Domain events fanned out to user logs", ["type"])
 log_writes = Counter("notify_user_log_writes_total", "Entries appended to per-user logs")
+held_back = Counter(
+    "notify_fanout_held_back_total",
+    "Fetched events held back until an older one was written (by another process, or one that died)",
+)
 
 # Domain event type -> SSE event name (API.md "Realtime").
 SSE_NAMES = {
@@ -206,6 +210,7 @@ class Fanout:
             return []
         seqs = sorted(self._held)
         if seqs[0] != (self._done_through or 0) + 1 and not await self._nothing_older_outstanding(seqs[0]):
+            held_back.inc()
             return []
         run = [seqs[0]]
         for seq in seqs[1:]:

@@ -73,6 +73,26 @@ async def test_the_window_script_counts_and_many_commands_share_one_connection(
     await client.aclose()
 
 
+async def test_commands_written_together_each_get_their_own_reply(
+    redis_server: tuple[int, subprocess.Popen[bytes]],
+) -> None:
+    """Commands made in one turn of the event loop go out in one write; each caller still gets the reply
+    to its own command, whatever their mix."""
+    port, _ = redis_server
+    client = await connected(port)
+    calls = [
+        client.execute("ECHO", f"call {i}") if i % 3 else client.execute("INCRBY", "n", i) for i in range(300)
+    ]
+    replies = await asyncio.gather(*calls)
+    for i, reply in enumerate(replies):
+        if i % 3:
+            assert reply == f"call {i}".encode()
+        else:
+            assert isinstance(reply, int)
+    assert await client.execute("GET", "n") == str(sum(range(0, 300, 3))).encode()
+    await client.aclose()
+
+
 async def test_a_wrong_password_or_a_bad_url_fails_clearly(
     redis_server: tuple[int, subprocess.Popen[bytes]],
 ) -> None:
