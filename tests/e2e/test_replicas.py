@@ -157,6 +157,7 @@ async def test_sends_sse_and_resume_across_instances(replicas: RunningStack) -> 
             sent += [r.json()["data"] for r in burst]
             assert sorted(m["seq"] for m in sent) == list(range(1, 17))
 
+            orders = []
             for reader in (on_a, on_b):
                 got = []
                 while len(got) < 16:
@@ -166,6 +167,10 @@ async def test_sends_sse_and_resume_across_instances(replicas: RunningStack) -> 
                 # its events right after commit, so two instances' events can pass each other even
                 # for sends made one after another; clients order by seq.
                 assert sorted(got) == list(range(1, 17))
+                orders.append(got)
+            # But in one order for everyone: each user's log follows the domain stream, whichever notify
+            # instance fanned an event out.
+            assert orders[0] == orders[1]
 
         after = [await sends_counted(replicas, n) for n in ("fechatter_server", "fechatter_server-2")]
         # Round-robin: each chat instance took a share of the sends.
