@@ -48,7 +48,8 @@ def build_app(settings: AnalyticsSettings) -> Litestar:
     return Litestar(
         route_handlers=[*health.route_handlers()],
         exception_handlers=EXCEPTION_HANDLERS,
-        logging_config=None,  # configure_logging owns the root logger (format, redaction) lifespan=[lifespan]
+        logging_config=None,  # configure_logging owns the root logger (format, redaction)
+        lifespan=[lifespan],
     )
 
 

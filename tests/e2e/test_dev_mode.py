@@ -132,9 +132,16 @@ def test_make_dev_runs_each_service_in_a_pane_and_dev_stop_leaves_nothing(dev: D
     panes = dev.panes()
     assert set(panes) == {"infra", *SERVICES}
 
-    health = dev.wait_healthy()
-    assert health.json()["status"] == "ok"
-    assert set(health.json()["services"]) == set(SERVICES)
+    health = dev.wait_healthy().json()
+    assert set(health["services"]) == set(SERVICES)
+    # Everything up; at most the bot is without an LLM (none is configured here), which is "degraded".
+    failing = {
+        (service, name)
+        for service, state in health["services"].items()
+        for name, check in state.get("checks", {}).items()
+        if check["status"] != "ok"
+    }
+    assert health["status"] in ("ok", "degraded") and failing <= {("bot_server", "llm")}, health
     # The platform works through the gateway: a sign-up reaches PostgreSQL through the chat API.
     signup = httpx.post(
         f"{dev.gateway}/api/signup",

@@ -29,6 +29,15 @@ SERVICE_PORTS = {
     "gateway": "GATEWAY_PORT",
 }
 INFRA = ("postgres", "nats", "redis")
+# What each service connects to at start and reports on /health (the session stack runs the gateway without
+# rate limits, so without Redis).
+DEPENDENCY_CHECKS = {
+    "fechatter_server": {"postgres", "nats", "redis"},
+    "notify_server": {"postgres", "nats", "redis"},
+    "bot_server": {"postgres", "nats", "llm"},
+    "analytics_server": {"clickhouse", "nats"},
+    "gateway": set(),
+}
 
 
 def service_url(stack: RunningStack, name: str) -> str:
@@ -55,9 +64,13 @@ async def test_each_service_reports_its_own_health(stack: RunningStack, name: st
     assert body["service"] == name
     assert body["status"] in ("ok", "degraded")
     assert isinstance(body["checks"], dict)
+    assert set(body["checks"]) == DEPENDENCY_CHECKS[name]
     for check in body["checks"].values():
         assert check["status"] in ("ok", "down")
         assert check["latency_ms"] >= 0
+    # The infrastructure the stack started is reachable from every service that uses it.
+    for dependency in set(body["checks"]) & {"postgres", "nats", "redis", "clickhouse"}:
+        assert body["checks"][dependency]["status"] == "ok", body
 
 
 @pytest.mark.parametrize("name", list(SERVICE_PORTS))
