@@ -56,6 +56,10 @@ class _Connection(asyncio.Protocol):
     def send(self, command: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
+        if self.closed:
+            # Closed after the caller got it (a failure a moment ago): fail now, not after the timeout.
+            waiter.set_exception(RedisFailure("Redis connection lost"))
+            return waiter
         self.pending.append(waiter)
         if not self._outgoing:
             loop.call_soon(self._write)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator
 
 import sqlalchemy as sa
@@ -20,6 +22,7 @@ from fechatter_core.web import EXCEPTION_HANDLERS, HealthChecks, wrap
 from notify_server.connections import Registry
 from notify_server.context import NotifyContext
 from notify_server.fanout import Fanout
+from notify_server.leader import Lease
 from notify_server.sse import SseEndpoint
 
 SERVICE = "notify_server"
@@ -45,7 +48,13 @@ def build_app(settings: NotifySettings) -> Litestar:
         redis = redis_client.connect(settings.redis)
         registry = Registry(nc, js, redis, settings.nats.user_stream, settings.sse)
         await registry.start()
-        fanout = Fanout(js, engine, domain_stream=settings.nats.stream, user_stream=settings.nats.user_stream)
+        fanout = Fanout(
+            js,
+            engine,
+            domain_stream=settings.nats.stream,
+            user_stream=settings.nats.user_stream,
+            lease=Lease(js, f"{socket.gethostname()}:{os.getpid()}"),
+        )
         await fanout.start()
         app.state.ctx = NotifyContext(settings, engine, nc, js, registry)
 

@@ -2,11 +2,12 @@
 
 The per-user log (subject ``notify.user.<id>``) is what an SSE connection replays from: its stream
 sequence is the SSE event id. Writing it costs one small JetStream append per recipient and no Postgres
-write. One durable pull consumer is shared by every notify replica, and every user's log keeps the order
-of the domain stream, whichever process fans an event out: a process writes a run of events only once
-every older event has been written (the consumer's ack floor has reached it). An event held by a process
-that died is handed out again by JetStream when its ack wait lapses; the events after it wait for it
-rather than overtake it.
+write. One durable pull consumer is shared by every notify replica; the one holding the fan-out lease
+(``notify_server.leader``) fetches from it, the others stand by. Every user's log keeps the order of the
+domain stream, whichever process fans an event out: a process writes a run of events only once every older
+event has been written (the consumer's ack floor has reached it). An event held by a process that died is
+handed out again by JetStream when its ack wait lapses; the events after it wait for it rather than
+overtake it.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
-from prometheus_client import Counter
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fechatter_core.db.schema import chat_members
-from fechatter_core.events import Event, decode_event, user_log_subject
+from fechatter_core.events import DOMAIN_SUBJECTS, Event, decode_event, user_log_subject
+from notify_server.leader import LEASE_SECONDS, Lease
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +40,18 @@ BATCH = 256
 # when a process dies holding one.
 ACK_WAIT = 10.0
 FETCH_TIMEOUT = 1.0
-WAITING_FETCH_TIMEOUT = 0.02
+WAITING_FETCH_TIMEOUT = 0.005
+HELD_POLL = 0.002
+# Held back this long, a run is written anyway (and logged): a last resort against a wait that cannot end,
+# such as a stream that skips numbers below events already acked out of order.
+MAX_HOLD = 3 * ACK_WAIT
 
 fanned_out = Counter("notify_fanout_events_total", "Domain events fanned out to user logs", ["type"])
 log_writes = Counter("notify_user_log_writes_total", "Entries appended to per-user logs")
+leading = Gauge("notify_fanout_leader", "1 while this process holds the fan-out lease")
 held_back = Counter(
     "notify_fanout_held_back_total",
-    "Fetched events held back until an older one was written (by another process, or one that died)",
+    "Times fetched events were held back until an older one was written (by another process or a dead one)",
 )
 
 # Domain event type -> SSE event name (API.md "Realtime").
@@ -130,9 +138,17 @@ async def recipients(event: Event, cache: MembershipCache) -> set[int]:
 
 class Fanout:
     def __init__(
-        self, js: JetStreamContext, engine: AsyncEngine, *, domain_stream: str, user_stream: str
+        self,
+        js: JetStreamContext,
+        engine: AsyncEngine,
+        *,
+        domain_stream: str,
+        user_stream: str,
+        lease: Lease,
     ) -> None:
         self._js = js
+        self._lease = lease
+        self._leading = False
         self._cache = MembershipCache(engine)
         self._last_seq: int | None = None
         self._domain_stream = domain_stream
@@ -142,6 +158,9 @@ class Fanout:
         self._held: dict[int, Msg] = {}
         # Every event up to this domain-stream sequence is in the user logs (None: not known yet).
         self._done_through: int | None = None
+        self._held_since: float | None = None  # when the held events began to wait for older ones
+        self._progress_at = 0.0  # the loop's last step: held events are kept only while it moves
+        self._stopping = False
 
     async def start(self) -> None:
         self._sub = await self._js.pull_subscribe(
@@ -156,29 +175,77 @@ class Fanout:
                 max_deliver=-1,
             ),
         )
+        await self._lease.start()
+        await self._renew()
         self._tasks = [
             asyncio.create_task(self._run(), name="notify-fanout"),
             asyncio.create_task(self._keep_held(), name="notify-fanout-keepalive"),
+            asyncio.create_task(self._lead(), name="notify-fanout-lease"),
         ]
 
     async def stop(self) -> None:
+        self._stopping = True
+        if not self._tasks:
+            return
+        run = self._tasks[0]
+        # The loop ends after its current step rather than being cancelled inside a fetch, which would drop
+        # the messages that fetch had collected (handed out to this process, then in no one's hands).
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(run), timeout=FETCH_TIMEOUT + 2)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         # Hand back what this process holds, so that another process (or the next start) takes it now
         # instead of after the ack wait. Unsubscribed first, so that it is not handed back to this process.
+        queued = _queued(self._sub)
         with contextlib.suppress(Exception):
             await self._sub.unsubscribe()
-        for msg in self._held.values():
+        for msg in [*self._held.values(), *queued]:
             with contextlib.suppress(Exception):
                 await msg.nak()
         self._held.clear()
+        await self._lease.release()
+        leading.set(0)
+
+    async def _renew(self) -> None:
+        try:
+            self._leading = await self._lease.renew()
+        except Exception as exc:
+            log.warning("fan-out lease could not be renewed: %s", exc)
+            self._leading = False
+        leading.set(1 if self._leading else 0)
+
+    async def _lead(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            await self._renew()
+
+    async def _stand_by(self) -> None:
+        """Another process fans out: hand back anything this one fetched, so that it goes there now."""
+        for msg in [*self._held.values(), *_queued(self._sub)]:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        self._held.clear()
+        self._held_since = None
+        self._done_through = None  # whatever was written meanwhile was written elsewhere
 
     async def _run(self) -> None:
-        while True:
-            await self._fetch()
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            self._progress_at = loop.time()
+            if not self._leading:
+                await self._stand_by()
+                await asyncio.sleep(LEASE_SECONDS / 3)
+                continue
+            if self._held_since is not None and loop.time() - self._held_since < ACK_WAIT / 2:
+                # Held back by an event another process is writing: fetch nothing meanwhile, so that the
+                # events after it go to that process in one run instead of alternating between the two.
+                # Past half the ack wait the older event may be coming back from a process that died, and
+                # only a fetch receives it.
+                await asyncio.sleep(HELD_POLL)
+            else:
+                await self._fetch()
             run = await self._ready()
             if not run:
                 continue
@@ -210,8 +277,16 @@ class Fanout:
             return []
         seqs = sorted(self._held)
         if seqs[0] != (self._done_through or 0) + 1 and not await self._nothing_older_outstanding(seqs[0]):
-            held_back.inc()
-            return []
+            now = asyncio.get_running_loop().time()
+            if self._held_since is None:
+                self._held_since = now
+                held_back.inc()
+            if now - self._held_since < MAX_HOLD:
+                return []
+            log.warning(
+                "fan-out: events from %d waited %.0f s for older ones; writing them now", seqs[0], MAX_HOLD
+            )
+        self._held_since = None
         run = [seqs[0]]
         for seq in seqs[1:]:
             if seq != run[-1] + 1 or len(run) == BATCH:
@@ -220,24 +295,37 @@ class Fanout:
         return [self._held[seq] for seq in run]
 
     async def _nothing_older_outstanding(self, first: int) -> bool:
-        """Whether every event before ``first`` is written: acked up to it, or no event is pending but the
-        ones this process holds (the sequence can skip numbers, for messages removed from the stream)."""
+        """Whether every event before ``first`` is written: acked up to it, no event pending but the ones
+        this process holds, or no event stored between the ack floor and it (the stream skips the numbers
+        of messages removed from it, and the floor stays below such a gap while later events are pending)."""
         try:
             info = await self._sub.consumer_info()
+            acked = (info.ack_floor.stream_seq if info.ack_floor else None) or 0
+            if acked >= first - 1 or (info.num_ack_pending or 0) <= len(self._held):
+                return True
+            try:
+                stored = await self._js.get_msg(
+                    self._domain_stream, seq=acked + 1, subject=DOMAIN_SUBJECTS[0], next=True
+                )
+            except NotFoundError:
+                return True
+            return stored.seq is not None and stored.seq >= first
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("fan-out consumer info failed: %s", exc)
             await asyncio.sleep(0.5)
             return False
-        acked = (info.ack_floor.stream_seq if info.ack_floor else None) or 0
-        return acked >= first - 1 or (info.num_ack_pending or 0) <= len(self._held)
 
     async def _keep_held(self) -> None:
         """Tell JetStream the held events are being worked on, so that a long wait or a slow delivery does
-        not make it hand them to another process (which would write them out of order)."""
+        not make it hand them to another process (which would write them out of order). Only while the
+        loop moves: held by a loop that hangs, they go to another process after the ack wait."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(ACK_WAIT / 3)
+            if loop.time() - self._progress_at > ACK_WAIT / 2:
+                continue
             for msg in list(self._held.values()):
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
@@ -246,7 +334,9 @@ class Fanout:
         """Retry this run until it is delivered, before writing anything newer: moving on would put later
         events ahead of these in every user's log. Msg ids make a repeated append a no-op."""
         delay = 0.5
+        loop = asyncio.get_running_loop()
         while True:
+            self._progress_at = loop.time()
             try:
                 await self._deliver(batch)
                 return
@@ -297,3 +387,15 @@ class Fanout:
             log_writes.inc(len(futures))
         for msg in batch:
             await msg.ack()
+
+
+def _queued(sub: Any) -> list[Msg]:
+    """Messages the server handed to this subscription after its last fetch returned (a pull request
+    stays open until it expires); nats-py keeps them for the next fetch, which will not come."""
+    queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+    found: list[Msg] = []
+    while queue is not None and not queue.empty():
+        msg = queue.get_nowait()
+        if msg.reply and msg.reply.startswith("$JS.ACK."):  # not a status message of the pull protocol
+            found.append(msg)
+    return found

@@ -3,8 +3,9 @@
 Users have a full name but no unique handle, so a mention names the user by id:
 - ``<@123>``: the user with id 123 (what the web client inserts when someone is picked from the list);
 - ``@everyone``: every member of the chat;
-- ``@here``: the members who are around. There is no presence yet, so it reaches every member, exactly
-  like ``@everyone``; only its ``mention_type`` differs.
+- ``@here``: every member, exactly like ``@everyone`` (only its ``mention_type`` differs): a mention is
+  kept in the unread list, so one written for those around still reaches whoever was away when they
+  come back, rather than depending on who had a connection open at that moment.
 ``@everyone`` and ``@here`` count only as whole words (``me@here.org`` and ``@hereafter`` mention nobody).
 Who is actually mentioned (members only, never the sender) is decided by the caller with the chat's
 members at hand: see ``resolve``.

@@ -19,7 +19,7 @@ Limit = Annotated[int, Parameter(ge=1, le=200)]
     summary="Messages mentioning the caller that they have not read yet, newest first",
     description=(
         "A mention is written as `<@user_id>` (one member), `@everyone` or `@here` (every member of the "
-        "chat; without presence, `@here` reaches the same people as `@everyone`). Only members of the chat "
+        "chat; `@here` reaches the same people as `@everyone`). Only members of the chat "
         "are mentioned and never the sender; an edit re-reads the text and a delete drops the mentions. "
         "Unread: the message's seq is after the caller's read position in that chat and it is not deleted. "
         "Each item is `{chat_id, message, mention_type}` with mention_type `user`, `everyone` or `here`."

@@ -307,3 +307,46 @@ async def test_presence_survives_the_kill_of_one_notify_instance(replicas: Runni
                 pytest.fail(f"presence of a user still connected changed to {status}")
             assert await presence_of(http, watcher, both.id) == "online"
             await wait_for_restart(replicas, "notify_server", victim)
+
+
+async def fanout_leaders(stack: RunningStack) -> list[str]:
+    """The notify instances that hold the fan-out lease (by their metrics)."""
+    found = []
+    async with httpx.AsyncClient(timeout=5) as direct:
+        for name in ("notify_server", "notify_server-2"):
+            with contextlib.suppress(httpx.HTTPError):
+                text = (await direct.get(instance_url(stack, name) + "/metrics")).text
+                if "notify_fanout_leader 1.0" in text.splitlines():
+                    found.append(name)
+    return found
+
+
+async def test_fanout_moves_to_the_other_instance_when_its_holder_is_killed(replicas: RunningStack) -> None:
+    """One notify instance fans out at a time (the holder of a lease); `kill -9` it and the other takes
+    over: messages sent meanwhile reach a stream on the other instance, each once."""
+    async with httpx.AsyncClient(base_url=replicas.url, timeout=15) as http:
+        owner, member = await team(http, 2)
+        chat = await create_chat(http, owner, [member])
+        url = f"/api/chat/{chat['id']}/messages"
+        deadline = time.monotonic() + 15
+        while len(leaders := await fanout_leaders(replicas)) != 1:
+            assert time.monotonic() < deadline, f"fan-out lease held by {leaders}"
+            await asyncio.sleep(0.3)
+        (holder,) = leaders
+        other = "notify_server-2" if holder == "notify_server" else "notify_server"
+        async with sse_at(instance_url(replicas, other), member) as survivor:
+            await survivor.next("connected")
+            victim = replicas.state()["children"][holder]
+            os.killpg(victim["pid"], signal.SIGKILL)
+            sent = []
+            for n in range(10):
+                response = await http.post(url, headers=owner.auth, json={"content": f"after the kill {n}"})
+                assert response.status_code == 201, response.text
+                sent.append(response.json()["data"]["id"])
+            got = []
+            while len(got) < len(sent):
+                got.append((await survivor.next("new_message", timeout=30))[1]["id"])
+            # (In the order the two chat instances published them, which may differ from the sends'.)
+            assert sorted(got) == sorted(sent) and len(set(got)) == len(got)
+            assert other in await fanout_leaders(replicas)
+        await wait_for_restart(replicas, holder, victim)
