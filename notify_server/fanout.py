@@ -40,8 +40,10 @@ BATCH = 256
 # when a process dies holding one.
 ACK_WAIT = 10.0
 FETCH_TIMEOUT = 1.0
-WAITING_FETCH_TIMEOUT = 0.005
-HELD_POLL = 0.002
+WAITING_FETCH_TIMEOUT = 0.05
+# A loop that has not moved for this long gives the lease up, so that another process takes over.
+STUCK_AFTER = 2 * ACK_WAIT
+PUBLISH_WAIT = 10.0
 # Held back this long, a run is written anyway (and logged): a last resort against a wait that cannot end,
 # such as a stream that skips numbers below events already acked out of order.
 MAX_HOLD = 3 * ACK_WAIT
@@ -49,6 +51,9 @@ MAX_HOLD = 3 * ACK_WAIT
 fanned_out = Counter("notify_fanout_events_total", "Domain events fanned out to user logs", ["type"])
 log_writes = Counter("notify_user_log_writes_total", "Entries appended to per-user logs")
 leading = Gauge("notify_fanout_leader", "1 while this process holds the fan-out lease")
+forced = Counter(
+    "notify_fanout_forced_total", "Runs written after waiting the longest allowed for older events"
+)
 held_back = Counter(
     "notify_fanout_held_back_total",
     "Times fetched events were held back until an older one was written (by another process or a dead one)",
@@ -148,7 +153,6 @@ class Fanout:
     ) -> None:
         self._js = js
         self._lease = lease
-        self._leading = False
         self._cache = MembershipCache(engine)
         self._last_seq: int | None = None
         self._domain_stream = domain_stream
@@ -187,21 +191,20 @@ class Fanout:
         self._stopping = True
         if not self._tasks:
             return
-        run = self._tasks[0]
+        run, keep, lead = self._tasks
+        for task in (lead, keep):
+            task.cancel()
         # The loop ends after its current step rather than being cancelled inside a fetch, which would drop
         # the messages that fetch had collected (handed out to this process, then in no one's hands).
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(run), timeout=FETCH_TIMEOUT + 2)
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        run.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         # Hand back what this process holds, so that another process (or the next start) takes it now
-        # instead of after the ack wait. Unsubscribed first, so that it is not handed back to this process.
-        queued = _queued(self._sub)
+        # instead of after the ack wait. Unsubscribed first, so that nothing more arrives meanwhile.
         with contextlib.suppress(Exception):
             await self._sub.unsubscribe()
-        for msg in [*self._held.values(), *queued]:
+        for msg in [*self._held.values(), *_queued(self._sub)]:
             with contextlib.suppress(Exception):
                 await msg.nak()
         self._held.clear()
@@ -210,15 +213,22 @@ class Fanout:
 
     async def _renew(self) -> None:
         try:
-            self._leading = await self._lease.renew()
+            await self._lease.renew()
         except Exception as exc:
             log.warning("fan-out lease could not be renewed: %s", exc)
-            self._leading = False
-        leading.set(1 if self._leading else 0)
+        leading.set(1 if self._lease.held() else 0)
 
     async def _lead(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
+            if self._tasks[0].done() or loop.time() - self._progress_at > STUCK_AFTER:
+                # A loop that died or hangs must not keep the fan-out from another process.
+                if self._lease.held():
+                    log.error("fan-out loop stuck; giving the lease up")
+                await self._lease.release()
+                leading.set(0)
+                continue
             await self._renew()
 
     async def _stand_by(self) -> None:
@@ -234,18 +244,11 @@ class Fanout:
         loop = asyncio.get_running_loop()
         while not self._stopping:
             self._progress_at = loop.time()
-            if not self._leading:
+            if not self._lease.held():
                 await self._stand_by()
                 await asyncio.sleep(LEASE_SECONDS / 3)
                 continue
-            if self._held_since is not None and loop.time() - self._held_since < ACK_WAIT / 2:
-                # Held back by an event another process is writing: fetch nothing meanwhile, so that the
-                # events after it go to that process in one run instead of alternating between the two.
-                # Past half the ack wait the older event may be coming back from a process that died, and
-                # only a fetch receives it.
-                await asyncio.sleep(HELD_POLL)
-            else:
-                await self._fetch()
+            await self._fetch()
             run = await self._ready()
             if not run:
                 continue
@@ -283,6 +286,7 @@ class Fanout:
                 held_back.inc()
             if now - self._held_since < MAX_HOLD:
                 return []
+            forced.inc()
             log.warning(
                 "fan-out: events from %d waited %.0f s for older ones; writing them now", seqs[0], MAX_HOLD
             )
@@ -343,6 +347,9 @@ class Fanout:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # nats-py turns a cancellation inside publish_async into its own error
                 log.warning("fan-out of %d events failed, retrying in %.1fs: %s", len(batch), delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -355,7 +362,17 @@ class Fanout:
         self._last_seq = stream_seq
 
     async def _deliver(self, batch: list[Msg]) -> None:
-        futures = []
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            await self._append(batch, futures)
+        finally:
+            # Appends whose acks never came (the connection broke) would hold their slots for ever.
+            for future in futures:
+                future.cancel()
+        for msg in batch:
+            await msg.ack()
+
+    async def _append(self, batch: list[Msg], futures: list[asyncio.Future[Any]]) -> None:
         for msg in batch:
             self._follow(msg.metadata.sequence.stream)
             try:
@@ -378,24 +395,30 @@ class Fanout:
             for user_id in sorted(await recipients(event, self._cache)):
                 futures.append(
                     await self._js.publish_async(
-                        user_log_subject(user_id), entry, headers={"Nats-Msg-Id": f"{event.id}:{user_id}"}
+                        user_log_subject(user_id),
+                        entry,
+                        headers={"Nats-Msg-Id": f"{event.id}:{user_id}"},
+                        # Appends in flight are capped per connection; when acks stop coming (NATS went
+                        # away) waiting for room must end too.
+                        wait_stall=PUBLISH_WAIT,
                     )
                 )
             fanned_out.labels(event.type).inc()
         if futures:
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=10)
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_WAIT)
             log_writes.inc(len(futures))
-        for msg in batch:
-            await msg.ack()
 
 
 def _queued(sub: Any) -> list[Msg]:
     """Messages the server handed to this subscription after its last fetch returned (a pull request
     stays open until it expires); nats-py keeps them for the next fetch, which will not come."""
-    queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+    subscription = getattr(sub, "_sub", None)
+    queue = getattr(subscription, "_pending_queue", None)
     found: list[Msg] = []
     while queue is not None and not queue.empty():
         msg = queue.get_nowait()
+        with contextlib.suppress(AttributeError):
+            subscription._pending_size -= len(msg.data)  # nats-py's own count of what it holds
         if msg.reply and msg.reply.startswith("$JS.ACK."):  # not a status message of the pull protocol
             found.append(msg)
     return found
