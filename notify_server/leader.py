@@ -46,6 +46,7 @@ class Lease:
         info = await self._js.stream_info(STREAM)
         if info.config.max_age != LEASE_SECONDS or info.config.max_msgs_per_subject != 1:
             info.config.max_age = LEASE_SECONDS
+            info.config.duplicate_window = LEASE_SECONDS  # may not exceed max_age
             info.config.max_msgs_per_subject = 1
             await self._js.update_stream(info.config)
 
