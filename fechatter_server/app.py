@@ -40,6 +40,7 @@ from fechatter_server.messages.routes import router as messages_router
 from fechatter_server.pins.routes import router as pins_router
 from fechatter_server.reactions.routes import router as reactions_router
 from fechatter_server.reads.routes import router as reads_router
+from fechatter_server.realtime.routes import online_users_router
 from fechatter_server.realtime.routes import router as realtime_router
 from fechatter_server.receipts.routes import router as receipts_router
 from fechatter_server.search.engines import build_search
@@ -116,6 +117,7 @@ def build_app(settings: FechatterSettings) -> Litestar:
             mentions_router,
             receipts_router,
             realtime_router,
+            online_users_router,
             *health.route_handlers(),
         ],
         dependencies={

@@ -10,7 +10,7 @@ from fechatter_core.api import Success, ok
 from fechatter_core.security import AccessClaims
 from fechatter_server.context import AppContext
 from fechatter_server.realtime import service
-from fechatter_server.realtime.schemas import PresenceOut, SetPresenceRequest
+from fechatter_server.realtime.schemas import OnlineUserOut, PresenceOut, SetPresenceRequest
 
 ChatId = Annotated[int, Parameter(ge=1, le=2**62, description="Chat id")]
 
@@ -57,4 +57,26 @@ async def list_presence(ctx: AppContext, caller: AccessClaims) -> Success[list[P
     return ok(await service.list_presence(ctx, caller))
 
 
+@get(
+    "/online-users",
+    summary="Who is online or away: in one chat, or in the caller's workspace",
+    description=(
+        "The route the original Fechatter's notify server had. With `chat_id`: the chat's members who are "
+        "online or away (members only: 404 for a chat outside the workspace, 403 for a non-member). "
+        "Without: the people of the caller's workspace who are. The caller is never listed. "
+        "`workspace_id`, when given, must be the caller's (403 otherwise). `GET /api/presence` gives "
+        "everyone's status, offline included."
+    ),
+)
+async def online_users(
+    ctx: AppContext,
+    caller: AccessClaims,
+    chat_id: Annotated[int | None, Parameter(ge=1, le=2**62, description="Chat id")] = None,
+    workspace_id: Annotated[int | None, Parameter(ge=1, le=2**62, description="Workspace id")] = None,
+) -> Success[list[OnlineUserOut]]:
+    return ok(await service.online_users(ctx, caller, chat_id=chat_id, workspace_id=workspace_id))
+
+
 router = Router(path="/api", route_handlers=[typing, set_presence, list_presence], tags=["realtime"])
+# Outside /api, where the original served it.
+online_users_router = Router(path="/", route_handlers=[online_users], tags=["realtime"])

@@ -12,3 +12,9 @@ class SetPresenceRequest(msgspec.Struct, forbid_unknown_fields=True):
 class PresenceOut(msgspec.Struct):
     user_id: int
     status: Literal["online", "away", "offline"]
+
+
+class OnlineUserOut(msgspec.Struct):
+    user_id: int
+    fullname: str
+    status: Literal["online", "away"]

@@ -9,12 +9,12 @@ import sqlalchemy as sa
 from redis.exceptions import RedisError
 
 from fechatter_core import live
-from fechatter_core.db.schema import chat_members, workspace_members
-from fechatter_core.errors import ApiError
+from fechatter_core.db.schema import chat_members, users, workspace_members
+from fechatter_core.errors import ApiError, forbidden
 from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import require_member
 from fechatter_server.context import AppContext
-from fechatter_server.realtime.schemas import PresenceOut
+from fechatter_server.realtime.schemas import OnlineUserOut, PresenceOut
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +105,36 @@ async def list_presence(ctx: AppContext, caller: AccessClaims) -> list[PresenceO
     except RedisError as exc:
         raise _unavailable(exc) from None
     return [PresenceOut(user_id=u, status=s) for u, s in zip(user_ids, statuses, strict=True)]
+
+
+async def online_users(
+    ctx: AppContext, caller: AccessClaims, *, chat_id: int | None, workspace_id: int | None
+) -> list[OnlineUserOut]:
+    """Who is around (online or away): the members of ``chat_id`` (members only), else the people of the
+    caller's workspace; never the caller. ``workspace_id``, when given, must be the caller's."""
+    if workspace_id is not None and workspace_id != caller.workspace_id:
+        raise forbidden("That is not your workspace")
+    async with ctx.engine.connect() as conn:
+        if chat_id is not None:
+            await require_member(conn, caller, chat_id)
+            people = sa.select(chat_members.c.user_id).where(chat_members.c.chat_id == chat_id)
+        else:
+            people = sa.select(workspace_members.c.user_id).where(
+                workspace_members.c.workspace_id == caller.workspace_id
+            )
+        rows = (
+            await conn.execute(
+                sa.select(users.c.id, users.c.fullname)
+                .where(users.c.id.in_(people.scalar_subquery()), users.c.id != caller.user_id)
+                .order_by(users.c.id)
+            )
+        ).all()
+    try:
+        statuses = await live.presence_of(ctx.redis, caller.workspace_id, [row.id for row in rows])
+    except RedisError as exc:
+        raise _unavailable(exc) from None
+    return [
+        OnlineUserOut(user_id=row.id, fullname=row.fullname, status=status)
+        for row, status in zip(rows, statuses, strict=True)
+        if status != "offline"
+    ]

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import create_chat, signup, team
+from tests.conftest import User, create_chat, signup, team
 from tests.realtime import quiet, stream
 from tests.sse import SseReader, send
 from tests.stackutil import RunningStack
@@ -191,3 +191,53 @@ async def test_presence_is_scoped_to_the_workspace(stack: RunningStack, client: 
     listed = (await client.get("/api/presence", headers=stranger.auth)).json()["data"]
     assert stranger.id in [p["user_id"] for p in listed]
     assert alice.id not in [p["user_id"] for p in listed]
+
+
+async def test_online_users_lists_who_is_around_in_a_chat_or_the_workspace(
+    stack: RunningStack, client: httpx.AsyncClient
+) -> None:
+    alice, bob, carol = await team(client, 3)
+    stranger = await signup(client)
+    chat = await create_chat(client, alice, [bob])
+
+    async def online(user: User, **params: int) -> list[dict]:
+        response = await client.get("/online-users", headers=user.auth, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+    async with stream(stack, alice) as a, stream(stack, bob) as b, stream(stack, carol) as c:
+        for reader in (a, b, c):
+            await reader.next("connected")
+        # Alice's own stream sees the others come online; by then presence is written.
+        seen = set()
+        while seen != {bob.id, carol.id}:
+            _, data = await a.next("user_presence", timeout=10)
+            if data["status"] == "online" and data["user_id"] != alice.id:
+                seen.add(data["user_id"])
+        away = await client.post("/api/presence", headers=carol.auth, json={"status": "away"})
+        assert away.status_code == 200, away.text
+        assert await presence_change(a, carol.id) == "away"
+
+        workspace = await online(alice)
+        assert {(u["user_id"], u["status"]) for u in workspace} == {(bob.id, "online"), (carol.id, "away")}
+        assert {u["fullname"] for u in workspace} == {u.session["user"]["fullname"] for u in (bob, carol)}
+        assert await online(alice, workspace_id=alice.workspace_id) == workspace
+        # In the chat: its members only (Carol is not one), never the caller.
+        assert [u["user_id"] for u in await online(alice, chat_id=chat["id"])] == [bob.id]
+        assert [u["user_id"] for u in await online(bob, chat_id=chat["id"])] == [alice.id]
+
+    # Refused: another workspace's id, a chat of which the caller is not a member or that is not in their
+    # workspace, bad numbers, no token.
+    cases = [
+        (carol, {"chat_id": chat["id"]}, 403, "forbidden"),
+        (alice, {"workspace_id": stranger.workspace_id}, 403, "forbidden"),
+        (stranger, {"chat_id": chat["id"]}, 404, "not_found"),
+        (alice, {"chat_id": "abc"}, 400, "validation_error"),
+        (alice, {"chat_id": 0}, 400, "validation_error"),
+        (alice, {"workspace_id": -1}, 400, "validation_error"),
+    ]
+    for user, params, status, code in cases:
+        response = await client.get("/online-users", headers=user.auth, params=params)
+        assert response.status_code == status, (params, response.text)
+        assert response.json()["error"]["code"] == code
+    assert (await client.get("/online-users")).status_code == 401

@@ -197,7 +197,7 @@ def gateway_settings(**env: str) -> GatewaySettings:
         ("/api/batch", "analytics_server"),
         ("/sse", "notify_server"),
         ("/events", "notify_server"),
-        ("/online-users", "notify_server"),
+        ("/online-users", "fechatter_server"),
         ("/apix", None),
         ("/", None),
         ("/index.html", None),
