@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fechatter's three run modes, as the seed's start.sh named them. Each verb is a thin wrapper over make.
+# Fechatter's three run modes, as the original Fechatter's start.sh named them. Each verb is a thin wrapper over make.
 set -euo pipefail
 cd "$(dirname "$0")"
 
