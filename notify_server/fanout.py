@@ -204,10 +204,7 @@ class Fanout:
         # instead of after the ack wait. Unsubscribed first, so that nothing more arrives meanwhile.
         with contextlib.suppress(Exception):
             await self._sub.unsubscribe()
-        for msg in [*self._held.values(), *_queued(self._sub)]:
-            with contextlib.suppress(Exception):
-                await msg.nak()
-        self._held.clear()
+        await self._hand_back()
         await self._lease.release()
         leading.set(0)
 
@@ -231,12 +228,17 @@ class Fanout:
                 continue
             await self._renew()
 
-    async def _stand_by(self) -> None:
-        """Another process fans out: hand back anything this one fetched, so that it goes there now."""
+    async def _hand_back(self) -> None:
+        """Nak what this process fetched and has not written, so that JetStream hands it out again now
+        rather than after the ack wait."""
         for msg in [*self._held.values(), *_queued(self._sub)]:
             with contextlib.suppress(Exception):
                 await msg.nak()
         self._held.clear()
+
+    async def _stand_by(self) -> None:
+        """Another process fans out: what this one fetched goes there now."""
+        await self._hand_back()
         self._held_since = None
         self._done_through = None  # whatever was written meanwhile was written elsewhere
 

@@ -79,3 +79,13 @@ async def wait_restarted(stack: RunningStack, name: str, old_pid: int, timeout: 
                         return
             await asyncio.sleep(0.3)
     raise AssertionError(f"{name} was not restarted within {timeout}s")
+
+
+async def metric(base_url: str, name: str) -> float | None:
+    """The value of an unlabelled Prometheus metric on a service's /metrics (None when it is absent)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(f"{base_url}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return None

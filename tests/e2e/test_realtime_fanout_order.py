@@ -14,7 +14,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from fechatter_core.events import decode_event
 from notify_server.fanout import DURABLE
 from tests.conftest import create_chat, team
-from tests.realtime import collect, stream
+from tests.realtime import collect, metric, stream
 from tests.sse import send
 from tests.stackutil import RunningStack
 
@@ -24,12 +24,8 @@ def nats_url(stack: RunningStack) -> str:
 
 
 async def held_back_count(stack: RunningStack) -> float:
-    async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"http://127.0.0.1:{stack.port('NOTIFY_PORT')}/metrics")).text
-    return sum(
-        float(line.split()[1])
-        for line in text.splitlines()
-        if line.startswith("notify_fanout_held_back_total ")
+    return (
+        await metric(f"http://127.0.0.1:{stack.port('NOTIFY_PORT')}", "notify_fanout_held_back_total") or 0.0
     )
 
 

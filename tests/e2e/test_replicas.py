@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import User, create_chat, team
+from tests.realtime import metric
 from tests.sse import SseReader
 from tests.stackutil import REPO_ROOT, RunningStack, make_stack
 
@@ -312,12 +313,10 @@ async def test_presence_survives_the_kill_of_one_notify_instance(replicas: Runni
 async def fanout_leaders(stack: RunningStack) -> list[str]:
     """The notify instances that hold the fan-out lease (by their metrics)."""
     found = []
-    async with httpx.AsyncClient(timeout=5) as direct:
-        for name in ("notify_server", "notify_server-2"):
-            with contextlib.suppress(httpx.HTTPError):
-                text = (await direct.get(instance_url(stack, name) + "/metrics")).text
-                if "notify_fanout_leader 1.0" in text.splitlines():
-                    found.append(name)
+    for name in ("notify_server", "notify_server-2"):
+        with contextlib.suppress(httpx.HTTPError):
+            if await metric(instance_url(stack, name), "notify_fanout_leader") == 1.0:
+                found.append(name)
     return found
 
 
