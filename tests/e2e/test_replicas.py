@@ -320,9 +320,9 @@ async def fanout_leaders(stack: RunningStack) -> list[str]:
     return found
 
 
-async def test_fanout_moves_to_the_other_instance_when_its_holder_is_killed(replicas: RunningStack) -> None:
-    """One notify instance fans out at a time (the holder of a lease); `kill -9` it and the other takes
-    over: messages sent meanwhile reach a stream on the other instance, each once."""
+async def test_fanout_goes_on_when_the_lease_holder_is_killed(replicas: RunningStack) -> None:
+    """One notify instance fans out at a time (the holder of a lease); `kill -9` it and the fan-out goes
+    on: messages sent meanwhile reach a stream on the other instance, each once."""
     async with httpx.AsyncClient(base_url=replicas.url, timeout=15) as http:
         owner, member = await team(http, 2)
         chat = await create_chat(http, owner, [member])
@@ -347,5 +347,9 @@ async def test_fanout_moves_to_the_other_instance_when_its_holder_is_killed(repl
                 got.append((await survivor.next("new_message", timeout=30))[1]["id"])
             # (In the order the two chat instances published them, which may differ from the sends'.)
             assert sorted(got) == sorted(sent) and len(set(got)) == len(got)
-            assert other in await fanout_leaders(replicas)
+        # Then one instance holds the lease: the survivor, or the killed one's replacement if it was quicker.
+        deadline = time.monotonic() + 15
+        while len(leaders := await fanout_leaders(replicas)) != 1:
+            assert time.monotonic() < deadline, f"fan-out lease held by {leaders}"
+            await asyncio.sleep(0.3)
         await wait_for_restart(replicas, holder, victim)
