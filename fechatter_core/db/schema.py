@@ -145,6 +145,11 @@ messages = sa.Table(
             persisted=True,
         ),
     ),
+    # Migration 0006: false only when the message has no such row (kept by triggers on the three tables),
+    # so decorating a message skips the lookups that would find nothing.
+    sa.Column("has_files", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("has_reactions", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("has_mentions", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("chat_id", "seq", name="messages_chat_seq_key"),
     sa.UniqueConstraint("chat_id", "sender_id", "idempotency_key", name="messages_idempotency_key"),
 )
@@ -159,8 +164,11 @@ sa.Index(
     postgresql_ops={"content": "gin_trgm_ops"},
 )
 sa.Index("messages_search_tsv_idx", messages.c.search_tsv, postgresql_using="gin")
-# What reads of messages select: every column but the search vector, which only search conditions use.
-MESSAGE_COLUMNS = tuple(c for c in messages.c if c.name != "search_tsv")
+# What reads of messages select: every column but the search vector, which only search conditions use, and
+# the decoration flags, which only the decoration reads (fechatter_server/messages/decorate.py).
+MESSAGE_COLUMNS = tuple(
+    c for c in messages.c if c.name not in ("search_tsv", "has_files", "has_reactions", "has_mentions")
+)
 
 message_edits = sa.Table(
     "message_edits",

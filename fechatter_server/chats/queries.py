@@ -8,11 +8,13 @@ from fechatter_core.db.sql import Connection, Sql
 from fechatter_core.errors import ApiError, conflict, forbidden, not_found
 from fechatter_core.security import AccessClaims
 from fechatter_server.mentions.queries import unread_mentions_sql
+from fechatter_server.messages.decorate import files_of
 from fechatter_server.reads.queries import unread_count_sql
 
 # One row per chat of the caller, with everything the chat shape needs. Unread comes from the one rule
 # in reads/queries.py (NULL for a non-member viewing a public channel, hence the COALESCE).
-CHAT_ROWS = """
+CHAT_ROWS = (
+    """
     SELECT c.id, c.workspace_id, c.name, c.chat_type, c.description, c.owner_id, c.last_seq, c.created_at,
            c.last_message_at, c.archived_at,
            (SELECT array_agg(m.user_id ORDER BY m.user_id) FROM chat_members m WHERE m.chat_id = c.id)
@@ -22,12 +24,7 @@ CHAT_ROWS = """
            lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.content AS lm_content,
            lm.reply_to AS lm_reply_to, lm.idempotency_key AS lm_idempotency_key,
            lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at, lm.deleted_at AS lm_deleted_at,
-           (SELECT json_agg(json_build_object(
-                       'id', f.id, 'filename', f.filename, 'size', f.size, 'mime_type', f.mime_type,
-                       'width', f.width, 'height', f.height, 'thumbnail_sha256', f.thumbnail_sha256)
-                   ORDER BY mf.position)
-            FROM message_files mf JOIN files f ON f.id = mf.file_id
-            WHERE mf.message_id = lm.id) AS lm_files
+           __FILES__ AS lm_files
     FROM chats c
     LEFT JOIN chat_members me ON me.chat_id = c.id AND me.user_id = :user_id
     LEFT JOIN LATERAL (
@@ -35,7 +32,10 @@ CHAT_ROWS = """
     ) lm ON true
     WHERE c.workspace_id = :workspace_id AND {where}
     ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.id DESC
-    """.replace("__UNREAD__", unread_count_sql("me")).replace("__MENTIONS__", unread_mentions_sql("me"))
+    """.replace("__UNREAD__", unread_count_sql("me"))
+    .replace("__MENTIONS__", unread_mentions_sql("me"))
+    .replace("__FILES__", files_of("lm"))
+)
 
 
 def chat_rows_query(where: str) -> Sql:

@@ -8,6 +8,7 @@ anyway (the history page) selects it alongside and hands its rows to ``apply_dec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -17,29 +18,52 @@ import msgspec
 from fechatter_core.db.sql import Connection, Sql
 from fechatter_server.views import MessageOut, ReactionOut, file_out
 
-# Columns over a message aliased ``m``: its files in their order, its reactions by first use (each with
-# its users in the order they reacted) and its mentioned user ids, ascending. NULL when there are none.
+# The files of the message aliased ``__M__`` (a row of ``messages``), in their order, as JSON.
+_FILES_OF = """
+    CASE WHEN __M__.has_files THEN
+      (SELECT json_agg(json_build_object(
+                  'id', f.id, 'filename', f.filename, 'size', f.size, 'mime_type', f.mime_type,
+                  'width', f.width, 'height', f.height, 'thumbnail_sha256', f.thumbnail_sha256)
+              ORDER BY mf.position)
+         FROM message_files mf JOIN files f ON f.id = mf.file_id
+        WHERE mf.message_id = __M__.id)
+    END"""
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def files_of(message_alias: str) -> str:
+    """``_FILES_OF`` over the message aliased ``message_alias`` in the enclosing query."""
+    if not _IDENTIFIER.fullmatch(message_alias):
+        raise ValueError(f"not an SQL identifier: {message_alias!r}")
+    return _FILES_OF.replace("__M__", message_alias)
+
+
+# Columns over a message aliased ``m`` (a row of ``messages``): its files in their order, its reactions by
+# first use (each with its users in the order they reacted) and its mentioned user ids, ascending. NULL when
+# there are none. Each is looked up only when the message's flag (migration 0006) says it may have some: on a
+# page of plain messages that is no lookup at all.
 DECORATION = """
-    (SELECT json_agg(json_build_object(
-                'id', f.id, 'filename', f.filename, 'size', f.size, 'mime_type', f.mime_type,
-                'width', f.width, 'height', f.height, 'thumbnail_sha256', f.thumbnail_sha256)
-            ORDER BY mf.position)
-       FROM message_files mf JOIN files f ON f.id = mf.file_id
-      WHERE mf.message_id = m.id) AS deco_files,
-    (SELECT json_agg(json_build_object('emoji', r.emoji, 'user_ids', r.user_ids)
-            ORDER BY r.first_used, r.emoji)
-       FROM (SELECT x.emoji, array_agg(x.user_id ORDER BY x.created_at) AS user_ids,
-                    min(x.created_at) AS first_used
-               FROM message_reactions x WHERE x.message_id = m.id GROUP BY x.emoji) r) AS deco_reactions,
-    (SELECT array_agg(n.user_id ORDER BY n.user_id)
-       FROM message_mentions n WHERE n.message_id = m.id) AS deco_mentions
-"""
+    __FILES__ AS deco_files,
+    CASE WHEN m.has_reactions THEN
+      (SELECT json_agg(json_build_object('emoji', r.emoji, 'user_ids', r.user_ids)
+              ORDER BY r.first_used, r.emoji)
+         FROM (SELECT x.emoji, array_agg(x.user_id ORDER BY x.created_at) AS user_ids,
+                      min(x.created_at) AS first_used
+                 FROM message_reactions x WHERE x.message_id = m.id GROUP BY x.emoji) r)
+    END AS deco_reactions,
+    CASE WHEN m.has_mentions THEN
+      (SELECT array_agg(n.user_id ORDER BY n.user_id)
+         FROM message_mentions n WHERE n.message_id = m.id)
+    END AS deco_mentions
+""".replace("__FILES__", files_of("m"))
 
 _DECORATE = Sql(
-    "SELECT m.id, __DECORATION__ FROM unnest(CAST(:ids AS bigint[])) AS m(id)".replace(
+    "SELECT m.id, __DECORATION__ FROM messages m WHERE m.id = ANY(CAST(:ids AS bigint[]))".replace(
         "__DECORATION__", DECORATION
     )
 )
+# What a message gone from the table (its chat deleted meanwhile) is decorated with: nothing.
+_NO_DECORATION = SimpleNamespace(deco_files=None, deco_reactions=None, deco_mentions=None)
 
 
 def _json(value: Any) -> Any:
@@ -69,4 +93,4 @@ async def decorate(conn: Connection, items: Sequence[MessageOut], *, files: bool
         return
     rows = {row.id: row for row in await _DECORATE.all(conn, ids=sorted({m.id for m in present}))}
     for message in present:
-        apply_decoration(message, rows[message.id], files=files)
+        apply_decoration(message, rows.get(message.id, _NO_DECORATION), files=files)

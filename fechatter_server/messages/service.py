@@ -176,7 +176,8 @@ async def send_message(
 # The send, in one statement, so it is atomic without BEGIN and COMMIT: take the chat's next seq (the UPDATE
 # locks the chat row until the statement commits, so seq is gap-free; it matches nothing unless the sender
 # is a member of an unarchived chat of the workspace and reply_to, if any, is a message of the chat),
-# insert the message, move the sender's read position to it (posting in a chat means having seen it) and,
+# insert the message (with the decoration flags the send knows of), move the sender's read position to it
+# (posting in a chat means having seen it) and,
 # given ``event``, write the outbox row of message.created, with the id and seq the insert assigned. A key
 # already used by the sender in the chat violates ``messages_idempotency_key``: the error undoes the whole
 # statement, the seq included. No row: the chat refused the send.
@@ -190,9 +191,10 @@ _SEND = Sql(
                OR EXISTS (SELECT 1 FROM messages r WHERE r.id = :reply_to AND r.chat_id = :chat_id))
         RETURNING last_seq
     ), m AS (
-        INSERT INTO messages (chat_id, seq, sender_id, content, reply_to, idempotency_key, created_at)
+        INSERT INTO messages (chat_id, seq, sender_id, content, reply_to, idempotency_key, created_at,
+                              has_files, has_mentions)
         SELECT :chat_id, next.last_seq, :sender_id, :content, :reply_to, :key,
-               CAST(:created_at AS timestamptz)
+               CAST(:created_at AS timestamptz), :has_files, :has_mentions
         FROM next
         RETURNING *
     ), seen AS (
@@ -275,7 +277,16 @@ async def _insert_decorated(
 ) -> MessageOut | None:
     """A message with files or mentions, inside the caller's transaction: the event, written last, carries
     them."""
-    params = _send_params(caller, chat_id, content, data.reply_to, key, datetime.now(UTC))
+    params = _send_params(
+        caller,
+        chat_id,
+        content,
+        data.reply_to,
+        key,
+        datetime.now(UTC),
+        has_files=bool(data.files),
+        has_mentions=parse(content).names_anyone,
+    )
     row = await _SEND.one_or_none(conn, **params, event_id=None, subject=None, event=None)
     if row is None:
         return None
@@ -295,7 +306,12 @@ def _send_params(
     reply_to: int | None,
     key: str | None,
     created_at: datetime,
+    *,
+    has_files: bool = False,
+    has_mentions: bool = False,
 ) -> dict[str, Any]:
+    """``has_files``, ``has_mentions``: the message's flags (migration 0006), set by the insert itself when
+    the send attaches rows of that kind, so that the triggers that keep them need not write the row again."""
     return {
         "chat_id": chat_id,
         "workspace_id": caller.workspace_id,
@@ -304,6 +320,8 @@ def _send_params(
         "reply_to": reply_to,
         "key": key,
         "created_at": created_at,
+        "has_files": has_files,
+        "has_mentions": has_mentions,
     }
 
 

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-
 import asyncpg
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -18,34 +11,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from fechatter_core.db.engine import async_url
 from fechatter_core.db.schema import metadata
-from tests.stackutil import REPO_ROOT, RunningStack
-
-
-@pytest.fixture
-async def fresh_database(stack: RunningStack) -> AsyncIterator[str]:
-    name = f"migcheck_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(stack.database_url("postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield stack.database_url(name)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DATABASE_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", "alembic.ini", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.integration.conftest import alembic
+from tests.stackutil import REPO_ROOT
 
 
 async def tables(database_url: str) -> set[str]:
