@@ -140,20 +140,48 @@ def workspace_out(row: Any) -> WorkspaceOut:
     return WorkspaceOut(id=row.id, name=row.name, owner_id=row.owner_id)
 
 
-def message_out(row: Any) -> MessageOut:
-    deleted = row.deleted_at is not None
+def message_of(
+    id: int,
+    chat_id: int,
+    seq: int,
+    sender_id: int,
+    content: str,
+    reply_to: int | None,
+    idempotency_key: str | None,
+    created_at: datetime,
+    edited_at: datetime | None,
+    deleted_at: datetime | None,
+) -> MessageOut:
+    """A message from its columns, in the order of ``MESSAGE_SQL_COLUMNS`` (messages/service.py), so that a
+    page of records can be shaped by unpacking each one rather than by reading its columns by name."""
+    deleted = deleted_at is not None
     return MessageOut(
-        id=row.id,
-        chat_id=row.chat_id,
-        seq=row.seq,
-        sender_id=row.sender_id,
-        content="" if deleted else row.content,
+        id=id,
+        chat_id=chat_id,
+        seq=seq,
+        sender_id=sender_id,
+        content="" if deleted else content,
         files=[],
-        reply_to=row.reply_to,
-        idempotency_key=row.idempotency_key,
-        created_at=iso(row.created_at) or "",
-        edited_at=iso(row.edited_at),
+        reply_to=reply_to,
+        idempotency_key=idempotency_key,
+        created_at=iso(created_at) or "",
+        edited_at=iso(edited_at),
         deleted=deleted,
+    )
+
+
+def message_out(row: Any) -> MessageOut:
+    return message_of(
+        row.id,
+        row.chat_id,
+        row.seq,
+        row.sender_id,
+        row.content,
+        row.reply_to,
+        row.idempotency_key,
+        row.created_at,
+        row.edited_at,
+        row.deleted_at,
     )
 
 

@@ -3,7 +3,7 @@
 Every answer that carries messages (list, send, edit, delete, replies, a chat's last message, mentions,
 pins, and the events of those changes) passes its messages through ``decorate`` so the shape is the same
 everywhere. ``DECORATION`` is the one definition of what decorates a message; a query that reads messages
-anyway (the history page) selects it alongside and hands its rows to ``apply_decoration``.
+anyway (the history page) selects it alongside and hands its columns to ``decorate_with``.
 """
 
 from __future__ import annotations
@@ -71,18 +71,34 @@ def _json(value: Any) -> Any:
     return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
 
 
-def apply_decoration(message: MessageOut, row: Any, *, files: bool = True) -> None:
-    """Fill ``message`` from a row carrying the ``DECORATION`` columns. A deleted message shows none."""
+def decorate_with(
+    message: MessageOut, deco_files: Any, deco_reactions: Any, deco_mentions: Any, *, files: bool = True
+) -> None:
+    """Fill ``message`` from the three ``DECORATION`` columns, given in their order (``files=False``: leave
+    its files as they are). A deleted message shows none."""
     if message.deleted:
         return
+    # Most messages have none of the three: those cost three assignments.
     if files:
-        found = _json(row.deco_files) if row.deco_files is not None else ()
-        message.files = [file_out(SimpleNamespace(**item)) for item in found]
-    reactions = _json(row.deco_reactions) if row.deco_reactions is not None else ()
-    message.reactions = [
-        ReactionOut(emoji=r["emoji"], count=len(r["user_ids"]), user_ids=r["user_ids"]) for r in reactions
-    ]
-    message.mentions = list(row.deco_mentions) if row.deco_mentions is not None else []
+        message.files = (
+            [file_out(SimpleNamespace(**item)) for item in _json(deco_files)]
+            if deco_files is not None
+            else []
+        )
+    message.reactions = (
+        [
+            ReactionOut(emoji=r["emoji"], count=len(r["user_ids"]), user_ids=r["user_ids"])
+            for r in _json(deco_reactions)
+        ]
+        if deco_reactions is not None
+        else []
+    )
+    message.mentions = list(deco_mentions) if deco_mentions is not None else []
+
+
+def apply_decoration(message: MessageOut, row: Any, *, files: bool = True) -> None:
+    """Fill ``message`` from a row carrying the ``DECORATION`` columns. A deleted message shows none."""
+    decorate_with(message, row.deco_files, row.deco_reactions, row.deco_mentions, files=files)
 
 
 async def decorate(conn: Connection, items: Sequence[MessageOut], *, files: bool = True) -> None:

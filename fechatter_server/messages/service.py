@@ -37,7 +37,7 @@ from fechatter_server.context import AppContext
 from fechatter_server.files.queries import file_ids_of, own_files
 from fechatter_server.mentions.parse import parse
 from fechatter_server.mentions.service import drop_mentions, store_mentions
-from fechatter_server.messages.decorate import DECORATION, apply_decoration, decorate
+from fechatter_server.messages.decorate import DECORATION, decorate, decorate_with
 from fechatter_server.messages.schemas import EditMessageRequest, SendMessageRequest
 from fechatter_server.realtime.service import stopped_typing
 from fechatter_server.views import (
@@ -45,6 +45,7 @@ from fechatter_server.views import (
     MessageOut,
     iso,
     message_edit_out,
+    message_of,
     message_out,
     to_builtins,
 )
@@ -384,15 +385,19 @@ async def list_messages(
         else:
             rows = await _PAGE_LATEST.all(conn, **who, limit=limit + 1)
     check_member(rows[0] if rows else None)
-    rows = [row for row in rows if row.id is not None]
+    if rows[0].id is None:  # the chat has no message (in that direction)
+        return [], False
     has_more = len(rows) > limit
     rows = rows[:limit]
     if after is None:
         rows.reverse()
     items = []
-    for row in rows:
-        message = message_out(row)
-        apply_decoration(message, row)
+    # A page reads hundreds of columns: each record is unpacked in the order of _PAGE's columns (role, the
+    # message's MESSAGE_SQL_COLUMNS, the three DECORATION columns) rather than read column by column by name.
+    for page_row in rows:
+        _, *columns, deco_files, deco_reactions, deco_mentions = page_row
+        message = message_of(*columns)
+        decorate_with(message, deco_files, deco_reactions, deco_mentions)
         items.append(message)
     return items, has_more
 
