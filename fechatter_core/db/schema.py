@@ -145,8 +145,9 @@ messages = sa.Table(
             persisted=True,
         ),
     ),
-    # Migration 0006: false only when the message has no such row (kept by triggers on the three tables),
-    # so decorating a message skips the lookups that would find nothing.
+    # Migration 0006: false only when the message has no such row, so decorating a message skips the lookups
+    # that would find nothing. Kept by AFTER INSERT triggers on the three tables and never cleared; a
+    # decoration row is never moved to another message (no trigger watches updates of message_id).
     sa.Column("has_files", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("has_reactions", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("has_mentions", sa.Boolean, nullable=False, server_default=sa.false()),

@@ -10,7 +10,9 @@ them than on the messages). ``has_files``, ``has_reactions`` and ``has_mentions`
 message has no such row, and the reads look up what the flags allow. The flags are kept by triggers on
 the three tables, so no write path can forget them: an insert sets the message's flag in the same
 transaction. They are never cleared (a flag over rows since removed costs one lookup that finds nothing),
-so concurrent writers only ever move a flag from false to true. A send that knows it carries files or
+so concurrent writers only ever move a flag from false to true. The triggers watch inserts: a decoration row
+never moves to another message (no code updates ``message_id``), and a data-only restore with triggers
+disabled must come from a dump that has the flags. A send that knows it carries files or
 mentions sets the flags in its own insert, and the trigger then changes nothing.
 """
 
@@ -43,12 +45,9 @@ def upgrade() -> None:
         " ADD COLUMN has_reactions boolean NOT NULL DEFAULT false,"
         " ADD COLUMN has_mentions boolean NOT NULL DEFAULT false"
     )
-    # Table and column names below come from _FLAGS, never from input.
+    # Table and column names below come from _FLAGS, never from input. The triggers come first, so that the
+    # backfill does not depend on the table lock keeping inserts out in between.
     for table, flag in _FLAGS:
-        op.execute(
-            f"UPDATE messages m SET {flag} = true"  # noqa: S608
-            f" WHERE EXISTS (SELECT 1 FROM {table} x WHERE x.message_id = m.id)"
-        )
         # One UPDATE per inserting statement (a send attaching five files sets the flag once); rows whose
         # flag is already set are not written again.
         op.execute(
@@ -67,6 +66,17 @@ def upgrade() -> None:
             f"CREATE TRIGGER {table}_flag AFTER INSERT ON {table}"
             f" REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {_function(table)}()"
         )
+    # The messages decorated before: each written once, whatever it carries.
+    exists = {
+        flag: f"EXISTS (SELECT 1 FROM {table} x WHERE x.message_id = m.id)"  # noqa: S608
+        for table, flag in _FLAGS
+    }
+    op.execute(
+        "UPDATE messages m SET "  # noqa: S608
+        + ", ".join(f"{flag} = {test}" for flag, test in exists.items())
+        + " WHERE "
+        + " OR ".join(exists.values())
+    )
 
 
 def downgrade() -> None:

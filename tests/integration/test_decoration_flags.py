@@ -114,11 +114,17 @@ async def test_every_insert_of_a_decoration_sets_its_flag(
     await _decorate(connection, ids)
     assert await _flags(connection, ids) == EXPECTED
 
-    # Removing the rows leaves the flags set (a lookup that finds nothing), and a second row changes nothing.
+    # Removing the rows leaves the flags set: a lookup that finds nothing costs less than keeping them exact.
     await connection.execute("DELETE FROM message_reactions WHERE message_id = $1", ids["with_reaction"])
+    assert await _flags(connection, ids) == EXPECTED
+
+    # One statement inserting rows for several messages, the plain one among them, flags each of them.
     await connection.execute(
-        "INSERT INTO message_reactions (message_id, user_id, emoji) VALUES ($1, $2, '🎉')",
-        ids["with_reaction"],
+        "INSERT INTO message_reactions (message_id, user_id, emoji)"
+        " SELECT id, $2, e FROM unnest($1::bigint[]) AS id, unnest(ARRAY['🎉', '👀']) AS e",
+        [ids["plain"], ids["with_file"]],
         ids["alice"],
     )
-    assert await _flags(connection, ids) == EXPECTED
+    flags = await _flags(connection, ids)
+    assert flags["plain"] == (False, True, False)
+    assert flags["with_file"] == (True, True, False)

@@ -25,3 +25,25 @@ def test_times_are_utc_with_a_z(value: datetime, expected: str) -> None:
 
 def test_no_time_stays_none() -> None:
     assert iso(None) is None
+
+
+def test_a_page_row_unpacks_into_the_message_columns_in_their_order() -> None:
+    """The history page unpacks each record by position (messages/service.py): role, the message's columns
+    in ``message_of``'s order, then the three decoration columns. A reordered list would silently swap fields
+    (an edited message shown as deleted), so the names must line up exactly."""
+    import inspect
+    import re
+
+    from fechatter_server.messages import service
+    from fechatter_server.messages.decorate import DECORATION
+    from fechatter_server.views import message_of
+
+    columns = [c.strip().removeprefix("m.") for c in service.MESSAGE_SQL_COLUMNS.split(",")]
+    assert columns == list(inspect.signature(message_of).parameters)
+    decoration = re.findall(r"\bAS (deco_\w+)", DECORATION)
+    assert decoration == ["deco_files", "deco_reactions", "deco_mentions"]
+    page = " ".join(service._PAGE.split())
+    assert page.startswith("SELECT member.role, page.* FROM")
+    message_columns = " ".join(service.MESSAGE_SQL_COLUMNS.split())
+    decoration_text = " ".join(DECORATION.split())
+    assert " ".join(["SELECT", f"{message_columns},", decoration_text, "FROM messages m"]) in page
