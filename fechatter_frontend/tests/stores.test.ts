@@ -247,6 +247,38 @@ describe('chats store and live events', () => {
     expect(chats.byId(1)?.unread_count).toBe(0)
   })
 
+  it('changes a chat through its details: rename, add, remove and archive keep the list in step', async () => {
+    signedIn()
+    let server = chat(1) // the chat as the server keeps it
+    const calls = installFetch(({ method, url, body }) => {
+      if (url.pathname === '/api/workspace/chats') return json([server])
+      if (url.pathname === '/api/users') return json([])
+      if (method === 'PATCH' && url.pathname === '/api/chat/1') server = { ...server, ...(body as object) }
+      else if (method === 'POST' && url.pathname === '/api/chat/1/members') {
+        server = { ...server, member_ids: [...server.member_ids, ...(body as { user_ids: number[] }).user_ids] }
+      } else if (method === 'DELETE' && url.pathname === '/api/chat/1/members/2') {
+        server = { ...server, member_ids: server.member_ids.filter((id) => id !== 2) }
+        return json({ chat_id: 1, user_id: 2 })
+      } else if (method === 'POST' && url.pathname === '/api/chat/1/archive') server = { ...server, archived: true }
+      else return json({ code: 'not_found', message: 'no' }, 404)
+      return json(server)
+    })
+    const chats = useChatsStore()
+    await chats.load()
+    await chats.update(1, { name: 'roadmap', description: 'next' })
+    expect(chats.byId(1)).toMatchObject({ name: 'roadmap', description: 'next' })
+    await chats.addMembers(1, [3])
+    expect(chats.byId(1)?.member_ids).toEqual([ME, OTHER, 3])
+    await chats.removeMember(1, OTHER)
+    expect(chats.byId(1)?.member_ids).toEqual([ME, 3])
+    await chats.setArchived(1, true)
+    expect(chats.byId(1)?.archived).toBe(true)
+    expect(calls.map((c) => `${c.method} ${c.path}`)).toContain('DELETE /api/chat/1/members/2')
+    // A refusal reaches the caller (the dialog shows it) and changes nothing.
+    await expect(chats.removeMember(1, 99)).rejects.toThrow()
+    expect(chats.byId(1)?.member_ids).toEqual([ME, 3])
+  })
+
   it('routes stream events to the stores and reloads everything on resync_required', async () => {
     signedIn()
     const server = new ServerChat(1)

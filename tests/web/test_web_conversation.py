@@ -382,3 +382,69 @@ async def test_phone_width_direct_message_with_presence(new_page: NewPage, clien
     # Ben leaves: his dot turns to offline.
     await desk.goto("about:blank")
     await expect(phone.get_by_role("img", name=f"{BEN} is offline")).to_be_visible(timeout=20_000)
+
+
+async def test_chat_details_rename_add_leave_remove_and_archive(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    """The header's member count opens the chat's details: its owner renames and describes it, adds someone,
+    removes someone and archives it; a member leaves. Each change shows for the other person live."""
+    p = await pair_in_chat(new_page, client, "planning")
+    cat = await signup(
+        client,
+        fullname="Cat Newcomer",
+        invite_code=await invite(client, p.ann_user),
+        email=unique_email("cat"),
+    )
+    chat_id = p.chat["id"]
+
+    async def details(page: Page, title: str) -> Locator:
+        await page.get_by_role("button", name="members").click()
+        dialog = page.get_by_role("dialog", name=f"About {title}")
+        await expect(dialog).to_be_visible()
+        return dialog
+
+    # Rename and describe: Ben's heading and sidebar follow.
+    about = await details(p.ann, "planning")
+    await expect(about.get_by_role("list", name="Members").get_by_role("listitem")).to_have_count(2)
+    await about.get_by_label("Name").fill("roadmap")
+    await about.get_by_label("Description").fill("What ships next")
+    await about.get_by_role("button", name="Save").click()
+    await expect(p.ann.get_by_role("heading", name="roadmap", exact=True)).to_be_visible()
+    await expect(p.ben.get_by_role("heading", name="roadmap")).to_be_visible()
+    await expect(p.ben.get_by_text("What ships next")).to_be_visible()
+    await expect(p.ben.get_by_role("link", name="roadmap")).to_be_visible()
+
+    # Add Cat: three members, on both sides.
+    about = p.ann.get_by_role("dialog", name="About roadmap")
+    await about.get_by_label("Cat Newcomer").check()
+    await about.get_by_role("button", name="Add 1").click()
+    await expect(about.get_by_role("list", name="Members")).to_contain_text("Cat Newcomer")
+    await expect(p.ben.get_by_role("button", name="3 members")).to_be_visible()
+    await about.get_by_role("button", name="Close").click()
+
+    # Ben (a plain member) can see the members but not rename, and may leave.
+    ben_about = await details(p.ben, "roadmap")
+    await expect(ben_about.get_by_role("list", name="Members")).to_contain_text("Ann Author")
+    await expect(ben_about.get_by_label("Name")).to_have_count(0)
+    await expect(ben_about.get_by_role("button", name="Remove Ann Author")).to_have_count(0)
+    p.ben.once("dialog", lambda dialog: dialog.accept())
+    await ben_about.get_by_role("button", name="Leave roadmap").click()
+    await expect(p.ben.get_by_role("link", name="roadmap")).to_have_count(0)
+    await expect(p.ann.get_by_role("button", name="2 members")).to_be_visible()
+
+    # Ann removes Cat; the server agrees.
+    about = await details(p.ann, "roadmap")
+    await about.get_by_role("button", name="Remove Cat Newcomer").click()
+    await expect(about.get_by_role("list", name="Members").get_by_role("listitem")).to_have_count(1)
+    members = await client.get(f"/api/chat/{chat_id}/members", headers=p.ann_user.auth)
+    assert [m["id"] for m in members.json()["data"]] == [p.ann_user.id]
+    refused = await client.get(f"/api/chat/{chat_id}/messages", headers=cat.auth)
+    assert refused.status_code == 403
+
+    # Archive: the composer gives way to a note, and comes back on unarchive.
+    await about.get_by_role("button", name="Archive").click()
+    await expect(p.ann.get_by_text("This chat is archived: it can be read, not written to.")).to_be_visible()
+    await expect(p.ann.get_by_role("textbox", name="Message", exact=True)).to_have_count(0)
+    await about.get_by_role("button", name="Unarchive").click()
+    await expect(p.ann.get_by_role("textbox", name="Message", exact=True)).to_be_visible()

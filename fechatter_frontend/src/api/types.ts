@@ -81,6 +81,15 @@ export interface Chat {
   unread_count: number
   last_message: Message | null
   created_at: string
+  /** Archived: readable, but no sends, edits, reactions, pins or new members. */
+  archived?: boolean
+}
+
+export type ChatRole = 'owner' | 'admin' | 'member'
+
+/** A member as `GET /api/chat/{id}/members` lists them: the user and their role in that chat. */
+export interface ChatMember extends User {
+  role: ChatRole
 }
 
 export interface SearchHit {

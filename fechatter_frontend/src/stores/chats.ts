@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia'
 import { api } from '../api/http'
-import type { Chat, ChatType, Message, User } from '../api/types'
+import type { Chat, ChatMember, ChatType, Message, User } from '../api/types'
 import { useAuthStore } from './auth'
 
 export const useChatsStore = defineStore('chats', {
@@ -83,6 +83,30 @@ export const useChatsStore = defineStore('chats', {
     async leave(id: number) {
       await api.post(`/api/chat/${id}/leave`)
       this.chats = this.chats.filter((c) => c.id !== id)
+    },
+    async members(id: number): Promise<ChatMember[]> {
+      return (await api.get<ChatMember[]>(`/api/chat/${id}/members`)).data
+    },
+    /** Rename or describe a chat (its owner or an admin). */
+    async update(id: number, changes: { name?: string; description?: string }): Promise<Chat> {
+      const { data } = await api.patch<Chat>(`/api/chat/${id}`, changes)
+      this.upsert(data)
+      return data
+    },
+    async addMembers(id: number, userIds: number[]): Promise<Chat> {
+      const { data } = await api.post<Chat>(`/api/chat/${id}/members`, { user_ids: userIds })
+      this.upsert(data)
+      return data
+    },
+    async removeMember(id: number, userId: number) {
+      await api.del(`/api/chat/${id}/members/${userId}`)
+      const chat = this.byId(id)
+      if (chat) chat.member_ids = chat.member_ids.filter((m) => m !== userId)
+    },
+    async setArchived(id: number, archived: boolean): Promise<Chat> {
+      const { data } = await api.post<Chat>(`/api/chat/${id}/${archived ? 'archive' : 'unarchive'}`)
+      this.upsert(data)
+      return data
     },
     async createInvite(): Promise<{ code: string; expires_at: string }> {
       return (await api.post<{ code: string; expires_at: string }>('/api/workspace/invites', {})).data
