@@ -338,6 +338,26 @@ describe('auth store', () => {
     expect(calls.filter((c) => c.path === '/api/workspace/chats').map((c) => c.auth)).toEqual(['Bearer access-1', 'Bearer access-2'])
   })
 
+  it('moves to the session of another workspace and revokes the one left behind', async () => {
+    const auth = signedIn()
+    const other = { ...session('access-w2', 'refresh-w2'), workspace: { id: 2, name: 'Other', owner_id: 9 } }
+    const calls = installFetch(({ url }) => {
+      if (url.pathname === '/api/workspaces/2/switch' || url.pathname === '/api/workspaces/join') return json(other)
+      if (url.pathname === '/api/logout') return json(null)
+      return json({ code: 'not_found', message: 'no' }, 404)
+    })
+    await auth.switchWorkspace(2)
+    expect(auth.workspace?.name).toBe('Other')
+    expect(auth.accessToken).toBe('access-w2')
+    await Promise.resolve()
+    const logout = calls.find((c) => c.path === '/api/logout')
+    expect(logout?.body).toEqual({ refresh_token: 'refresh-1' })
+    expect(logout?.auth).toBe('Bearer access-w2')
+    // An invite link is as good as its code.
+    await auth.joinWorkspace(' https://chat.example/invite/abc123 ')
+    expect(calls.find((c) => c.path === '/api/workspaces/join')?.body).toEqual({ invite_code: 'abc123' })
+  })
+
   it('signs out locally when the refresh token is refused', async () => {
     const auth = signedIn()
     installFetch(() => json({ code: 'unauthorized', message: 'revoked' }, 401))

@@ -13,6 +13,11 @@ export interface Workspace {
   owner_id: number
 }
 
+/** A workspace the person belongs to, as `GET /api/workspaces` lists them, with their role in it. */
+export interface WorkspaceMembership extends Workspace {
+  role: 'owner' | 'admin' | 'member'
+}
+
 export interface Session {
   access_token: string
   refresh_token: string

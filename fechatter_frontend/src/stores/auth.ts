@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia'
 import { api, ApiError, setAuthHooks } from '../api/http'
-import type { Session, User, Workspace } from '../api/types'
+import type { Session, User, Workspace, WorkspaceMembership } from '../api/types'
 
 const STORAGE_KEY = 'fechatter.session'
 /** Refresh this long before the access token expires. */
@@ -109,6 +109,26 @@ export const useAuthStore = defineStore('auth', {
         }
       })()
       return this.refreshing
+    },
+    async listWorkspaces(): Promise<WorkspaceMembership[]> {
+      return (await api.get<WorkspaceMembership[]>('/api/workspaces')).data
+    },
+    switchWorkspace(id: number): Promise<void> {
+      return this.replaceSession(api.post<Session>(`/api/workspaces/${id}/switch`))
+    },
+    /** Join another workspace with an invite code (or the whole invite link). */
+    joinWorkspace(invite: string): Promise<void> {
+      const code = invite.trim().replace(/^.*\/invite\//, '')
+      return this.replaceSession(api.post<Session>('/api/workspaces/join', { invite_code: code }))
+    },
+    createWorkspace(name: string): Promise<void> {
+      return this.replaceSession(api.post<Session>('/api/workspaces', { name }))
+    },
+    /** Move to the session of another workspace; the one left behind is revoked, as nothing holds it now. */
+    async replaceSession(pending: Promise<{ data: Session }>) {
+      const old = this.refreshToken
+      this.apply((await pending).data)
+      if (old) void api.post('/api/logout', { refresh_token: old }).catch(() => {})
     },
     async logout() {
       const token = this.refreshToken

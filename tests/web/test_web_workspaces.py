@@ -1,0 +1,84 @@
+"""One account in several workspaces, in a real browser against the real stack: following an invite link
+while signed in (or signing in from it), switching between workspaces, and creating one."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from playwright.async_api import Locator, Page, expect
+
+from tests.conftest import create_chat, invite, signup, unique_email
+from tests.web import ui
+from tests.web.conftest import NewPage
+
+pytestmark = pytest.mark.e2e
+
+
+def workspace_home(page: Page, name: str) -> Locator:
+    return page.get_by_role("link", name=f"{name} home")
+
+
+async def test_join_by_invite_switch_and_create_workspaces(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    ann = await signup(client, fullname="Ann Owner", workspace_name="Acme")
+    dan_email = unique_email("dan")
+    dan = await signup(
+        client, email=dan_email, password=ui.PASSWORD, fullname="Dan", workspace_name="Dan Home"
+    )
+    await create_chat(client, dan, [], name="dan-notes", chat_type="PrivateChannel")
+
+    # Dan, signed in to his own workspace, follows Ann's invite link and joins with his account.
+    page = await new_page()
+    await ui.sign_in(page, dan_email)
+    await expect(workspace_home(page, "Dan Home")).to_be_visible()
+    await page.goto(f"/invite/{await invite(client, ann)}")
+    await expect(page.get_by_role("heading", name="Join a workspace")).to_be_visible()
+    await page.get_by_role("button", name="Join the workspace").click()
+    await expect(workspace_home(page, "Acme")).to_be_visible()
+    await expect(page.get_by_role("link", name="dan-notes")).to_have_count(0)
+    await expect(page.get_by_role("img", name="Connected")).to_be_visible()
+
+    # Live in the new workspace: Ann adds him to a group and it appears.
+    await create_chat(client, ann, [dan], name="launch", chat_type="Group")
+    await expect(page.get_by_role("link", name="launch")).to_be_visible()
+
+    # Back to his own workspace, and its chats only.
+    await page.get_by_role("button", name="Workspaces").click()
+    dialog = page.get_by_role("dialog", name="Workspaces")
+    await expect(dialog.get_by_role("list", name="Your workspaces").get_by_role("listitem")).to_have_count(2)
+    await dialog.get_by_role("button", name="Switch to Dan Home").click()
+    await expect(workspace_home(page, "Dan Home")).to_be_visible()
+    await expect(page.get_by_role("link", name="dan-notes")).to_be_visible()
+    await expect(page.get_by_role("link", name="launch")).to_have_count(0)
+    # The session is the new workspace's on a reload too.
+    await page.reload()
+    await expect(workspace_home(page, "Dan Home")).to_be_visible()
+
+    # A new workspace of his own, empty.
+    await page.get_by_role("button", name="Workspaces").click()
+    dialog = page.get_by_role("dialog", name="Workspaces")
+    await dialog.get_by_label("Create a workspace").fill("Side Project")
+    await dialog.get_by_role("button", name="Create").click()
+    await expect(workspace_home(page, "Side Project")).to_be_visible()
+    await expect(page.get_by_role("link", name="dan-notes")).to_have_count(0)
+    mine = await client.get("/api/workspaces", headers=dan.auth)
+    assert sorted(w["name"] for w in mine.json()["data"]) == ["Acme", "Dan Home", "Side Project"]
+
+
+async def test_an_invite_link_signs_in_then_joins(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    """Someone with an account who is not signed in follows an invite link: "I have an account" signs them
+    in and brings them back to the invite, which they join."""
+    ann = await signup(client, fullname="Ann Owner", workspace_name="Beta Team")
+    eve_email = unique_email("eve")
+    await signup(client, email=eve_email, password=ui.PASSWORD, fullname="Eve", workspace_name="Eve Home")
+
+    page = await new_page()
+    await page.goto(f"/invite/{await invite(client, ann)}")
+    await page.get_by_role("link", name="I have an account").click()
+    await page.get_by_label("Email").fill(eve_email)
+    await page.get_by_label("Password").fill(ui.PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Join a workspace")).to_be_visible()
+    await page.get_by_role("button", name="Join the workspace").click()
+    await expect(workspace_home(page, "Beta Team")).to_be_visible()
