@@ -130,6 +130,19 @@ export const useAuthStore = defineStore('auth', {
       this.apply((await pending).data)
       if (old) void api.post('/api/logout', { refresh_token: old }).catch(() => {})
     },
+    /** Every other session of the account ends; this one goes on with the new pair of tokens. */
+    async changePassword(currentPassword: string, newPassword: string) {
+      const { data } = await api.post<Session>('/api/users/change-password', {
+        current_password: currentPassword,
+        new_password: newPassword,
+      })
+      this.apply(data)
+    },
+    /** End every session of the account, this one included. */
+    async logoutEverywhere() {
+      await api.post('/api/logout-all')
+      this.clear()
+    },
     async logout() {
       const token = this.refreshToken
       try {
