@@ -247,6 +247,30 @@ describe('chats store and live events', () => {
     expect(chats.byId(1)?.unread_count).toBe(0)
   })
 
+  it('counts unread mentions of the caller with the unread messages, and clears them with a full read', async () => {
+    signedIn()
+    installFetch(({ method, url, body }) => {
+      if (url.pathname === '/api/workspace/chats') return json([chat(1, { last_seq: 1, unread_count: 1, unread_mentions: 1 })])
+      if (url.pathname === '/api/users') return json([])
+      if (method === 'POST' && url.pathname === '/api/chat/1/read') {
+        const seq = (body as { seq: number }).seq
+        return json({ chat_id: 1, last_read_seq: seq, unread_count: 4 - seq })
+      }
+      return json(null, 404)
+    })
+    const chats = useChatsStore()
+    await chats.load()
+    chats.noteMessage(message(1, 2, { mentions: [ME] }), false)
+    chats.noteMessage(message(1, 3, { mentions: [OTHER] }), false) // someone else's mention
+    chats.noteMessage(message(1, 4, { mentions: [ME] }), true) // in the open chat: read at once
+    expect(chats.byId(1)?.unread_mentions).toBe(2)
+    await chats.markRead(1, 3) // part of the way: the server's count of messages, mentions as they were
+    expect(chats.byId(1)?.unread_count).toBe(1)
+    expect(chats.byId(1)?.unread_mentions).toBe(2)
+    await chats.markRead(1, 4)
+    expect(chats.byId(1)?.unread_mentions).toBe(0)
+  })
+
   it('changes a chat through its details: rename, add, remove and archive keep the list in step', async () => {
     signedIn()
     let server = chat(1) // the chat as the server keeps it

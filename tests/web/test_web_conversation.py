@@ -448,3 +448,40 @@ async def test_chat_details_rename_add_leave_remove_and_archive(
     await expect(p.ann.get_by_role("textbox", name="Message", exact=True)).to_have_count(0)
     await about.get_by_role("button", name="Unarchive").click()
     await expect(p.ann.get_by_role("textbox", name="Message", exact=True)).to_be_visible()
+
+
+async def test_a_mention_marks_the_chat_and_lists_it_until_read(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    p = await pair_in_chat(new_page, client, "standup")
+    await p.ben.get_by_role("link", name="Conversation home").click()
+    chat_id = p.chat["id"]
+
+    async def say(text: str) -> None:
+        sent = await client.post(
+            f"/api/chat/{chat_id}/messages", headers=p.ann_user.auth, json={"content": text}
+        )
+        assert sent.status_code == 201, sent.text
+
+    await say("nothing for you here")
+    await say(f"<@{p.ben_user.id}> can you check the build?")
+    badge = p.ben.get_by_role("status", name="1 unread mention in standup")
+    await expect(badge).to_be_visible()
+    await expect(ui.unread_badge(p.ben, "standup")).to_have_text("2")
+    # The server counts it too: a reload shows the same.
+    await p.ben.reload()
+    await expect(badge).to_be_visible()
+
+    await p.ben.get_by_role("button", name="Mentions, 1 unread").click()
+    listed = p.ben.get_by_role("dialog", name="Mentions").get_by_role("list", name="Unread mentions")
+    await expect(listed.get_by_role("listitem")).to_have_count(1)
+    await expect(listed).to_contain_text("Ann Author in standup")
+    await expect(listed).to_contain_text("@Ben Reader can you check the build?")
+    await listed.get_by_role("button").click()
+
+    # Opening the chat reads it: the mention is no longer unread, here or on the server.
+    await expect(p.ben.get_by_role("heading", name="standup")).to_be_visible()
+    await expect(badge).to_have_count(0)
+    await expect(p.ben.get_by_role("button", name="Mentions", exact=True)).to_be_visible()
+    left = await client.get("/api/mentions/unread", headers=p.ben_user.auth)
+    assert left.json()["data"] == []

@@ -57,6 +57,15 @@ export interface Message {
   deleted: boolean
   /** `{emoji, count, user_ids}` in order of first use (absent from servers that predate reactions). */
   reactions?: Reaction[]
+  /** Ids of the members the text mentions (`<@id>`, or everyone for `@everyone` / `@here`), the sender never. */
+  mentions?: number[]
+}
+
+/** A message that mentions the caller after their read position (`GET /api/mentions/unread`). */
+export interface UnreadMention {
+  chat_id: number
+  message: Message
+  mention_type: 'user' | 'everyone' | 'here'
 }
 
 /** `reaction_added` / `reaction_removed` on the live stream. */
@@ -88,6 +97,8 @@ export interface Chat {
   created_at: string
   /** Archived: readable, but no sends, edits, reactions, pins or new members. */
   archived?: boolean
+  /** Messages mentioning the caller after their read position. */
+  unread_mentions?: number
 }
 
 export type ChatRole = 'owner' | 'admin' | 'member'

@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia'
 import { api } from '../api/http'
-import type { Chat, ChatMember, ChatType, Message, User } from '../api/types'
+import type { Chat, ChatMember, ChatType, Message, UnreadMention, User } from '../api/types'
 import { useAuthStore } from './auth'
 
 export const useChatsStore = defineStore('chats', {
@@ -108,6 +108,10 @@ export const useChatsStore = defineStore('chats', {
       this.upsert(data)
       return data
     },
+    /** Messages that mention the caller after their read position, newest first. */
+    async unreadMentions(): Promise<UnreadMention[]> {
+      return (await api.get<UnreadMention[]>('/api/mentions/unread')).data
+    },
     async createInvite(): Promise<{ code: string; expires_at: string }> {
       return (await api.post<{ code: string; expires_at: string }>('/api/workspace/invites', {})).data
     },
@@ -125,15 +129,23 @@ export const useChatsStore = defineStore('chats', {
       chat.last_seq = message.seq
       chat.last_message = message
       const me = useAuthStore().user?.id
-      if (message.sender_id !== me && !visible) chat.unread_count += 1
+      if (message.sender_id !== me && !visible) {
+        chat.unread_count += 1
+        if (me !== undefined && message.mentions?.includes(me)) chat.unread_mentions = (chat.unread_mentions ?? 0) + 1
+      }
       this.clearTyping(message.chat_id, message.sender_id)
     },
     async markRead(chatId: number, seq: number) {
       const chat = this.byId(chatId)
       if (chat) chat.unread_count = 0
+      // Read to the end: no mention is left unread there (reading part of the way leaves the count as is).
+      if (chat && seq >= chat.last_seq) chat.unread_mentions = 0
       const { data } = await api.post<{ chat_id: number; last_read_seq: number; unread_count: number }>(`/api/chat/${chatId}/read`, { seq })
       const now = this.byId(chatId)
-      if (now) now.unread_count = data.unread_count
+      if (now) {
+        now.unread_count = data.unread_count
+        if (data.unread_count === 0) now.unread_mentions = 0
+      }
     },
     setRead(userId: number) {
       // Our own read position moved on another device.
@@ -141,7 +153,10 @@ export const useChatsStore = defineStore('chats', {
         void api.get<{ chat_id: number; unread_count: number }[]>('/api/unread-counts').then(({ data }) => {
           for (const row of data) {
             const c = this.byId(row.chat_id)
-            if (c) c.unread_count = row.unread_count
+            if (!c) continue
+            c.unread_count = row.unread_count
+            // A mention is a message of someone else's after the read position: none unread, none left.
+            if (row.unread_count === 0) c.unread_mentions = 0
           }
         })
       }
