@@ -79,7 +79,9 @@ async def test_an_edit_reaches_the_other_person_live(new_page: NewPage, client: 
     # Only the sender may edit: Ben's tools on Ann's message have no Edit.
     await message(p.ben, "final wording").hover()
     await expect(message(p.ben, "final wording").get_by_role("button", name="Reply")).to_be_visible()
-    await expect(message(p.ben, "final wording").get_by_role("button", name="Edit")).to_have_count(0)
+    await expect(
+        message(p.ben, "final wording").get_by_role("button", name="Edit", exact=True)
+    ).to_have_count(0)
     # The server has it too.
     await p.ben.reload()
     await expect(message(p.ben, "final wording")).to_contain_text("(edited)")
@@ -485,3 +487,33 @@ async def test_a_mention_marks_the_chat_and_lists_it_until_read(
     await expect(p.ben.get_by_role("button", name="Mentions", exact=True)).to_be_visible()
     left = await client.get("/api/mentions/unread", headers=p.ben_user.auth)
     assert left.json()["data"] == []
+
+
+async def test_earlier_versions_and_who_has_seen_a_message(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    p = await pair_in_chat(new_page, client, "versions")
+    await ui.send(p.ann, "version one")
+    await expect(message(p.ben, "version one")).to_have_count(1)
+    for before, after in (("version one", "version two"), ("version two", "version three")):
+        await use_tool(p.ann, before, "Edit")
+        editor = p.ann.get_by_role("textbox", name="Edit message")
+        await editor.fill(after)
+        await editor.press("Enter")
+        await expect(message(p.ben, after)).to_have_count(1)
+
+    # Ben opens the earlier versions of Ann's message: oldest first, and closes them again.
+    edited = message(p.ben, "version three").get_by_role("button", name="(edited)")
+    await edited.click()
+    versions = message(p.ben, "version three").get_by_role("list", name="Earlier versions")
+    await expect(versions.get_by_role("listitem")).to_have_count(2)
+    await expect(versions.get_by_role("listitem").first).to_contain_text("version one")
+    await expect(versions.get_by_role("listitem").last).to_contain_text("version two")
+    await edited.click()
+    await expect(versions).to_have_count(0)
+
+    # Ben has the chat open, so he has read it: Ann sees who has seen her message. Only the sender asks.
+    await use_tool(p.ann, "version three", "Seen by")
+    await expect(message(p.ann, "version three").get_by_role("status")).to_have_text("Seen by Ben Reader")
+    await message(p.ben, "version three").hover()
+    await expect(message(p.ben, "version three").get_by_role("button", name="Seen by")).to_have_count(0)

@@ -61,6 +61,20 @@ export interface Message {
   mentions?: number[]
 }
 
+/** An earlier version of a message (`GET .../messages/{id}/history`, oldest first). */
+export interface MessageVersion {
+  content: string
+  /** When an edit replaced this text. */
+  edited_at: string
+}
+
+/** Who has read a message (`GET .../messages/{id}/receipts`); the sender is in neither list. */
+export interface Receipts {
+  message_id: number
+  read_by: { user_id: number; last_read_seq: number }[]
+  unread_by: number[]
+}
+
 /** A message that mentions the caller after their read position (`GET /api/mentions/unread`). */
 export interface UnreadMention {
   chat_id: number

@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia'
 import { api, ApiError, newIdempotencyKey } from '../api/http'
-import type { FileInfo, Message, ReactionEvent } from '../api/types'
+import type { FileInfo, Message, MessageVersion, ReactionEvent, Receipts } from '../api/types'
 import { reacted, withReaction } from '../lib/reactions'
 import { useAuthStore } from './auth'
 
@@ -249,6 +249,13 @@ export const useMessagesStore = defineStore('messages', {
           await pause(Math.min(retryTiming.maxMs, retryTiming.baseMs * 2 ** Math.min(current.attempts - 1, 6)))
         }
       }
+    },
+    /** The texts a message had before its edits, oldest first. */
+    async versions(chatId: number, messageId: number): Promise<MessageVersion[]> {
+      return (await api.get<MessageVersion[]>(`/api/chat/${chatId}/messages/${messageId}/history`)).data
+    },
+    async receipts(chatId: number, messageId: number): Promise<Receipts> {
+      return (await api.get<Receipts>(`/api/chat/${chatId}/messages/${messageId}/receipts`)).data
     },
     async edit(chatId: number, messageId: number, content: string) {
       const { data } = await api.patch<Message>(`/api/chat/${chatId}/messages/${messageId}`, { content })
