@@ -247,26 +247,36 @@ describe('chats store and live events', () => {
     expect(chats.byId(1)?.unread_count).toBe(0)
   })
 
-  it('counts unread mentions of the caller with the unread messages, and clears them with a full read', async () => {
+  it('counts unread mentions of the caller with the unread messages, and asks the server after a partial read', async () => {
     signedIn()
+    // The server: messages 1-4, of which 2 and 4 mention the caller (3 mentions someone else).
+    let lastRead = 0
+    const serverChat = () =>
+      chat(1, {
+        last_seq: 4,
+        unread_count: 4 - lastRead,
+        unread_mentions: [2, 4].filter((seq) => seq > lastRead).length,
+      })
     installFetch(({ method, url, body }) => {
-      if (url.pathname === '/api/workspace/chats') return json([chat(1, { last_seq: 1, unread_count: 1, unread_mentions: 1 })])
+      if (url.pathname === '/api/workspace/chats') return json([serverChat()])
       if (url.pathname === '/api/users') return json([])
       if (method === 'POST' && url.pathname === '/api/chat/1/read') {
-        const seq = (body as { seq: number }).seq
-        return json({ chat_id: 1, last_read_seq: seq, unread_count: 4 - seq })
+        lastRead = (body as { seq: number }).seq
+        return json({ chat_id: 1, last_read_seq: lastRead, unread_count: 4 - lastRead })
       }
       return json(null, 404)
     })
     const chats = useChatsStore()
     await chats.load()
+    chats.chats[0] = chat(1, { last_seq: 1, unread_count: 1, unread_mentions: 0 }) // as it was before 2-4 arrived
     chats.noteMessage(message(1, 2, { mentions: [ME] }), false)
     chats.noteMessage(message(1, 3, { mentions: [OTHER] }), false) // someone else's mention
-    chats.noteMessage(message(1, 4, { mentions: [ME] }), true) // in the open chat: read at once
+    chats.noteMessage(message(1, 4, { mentions: [ME] }), false)
+    chats.noteMessage(message(1, 5, { mentions: [ME], sender_id: ME }), false) // one's own message
     expect(chats.byId(1)?.unread_mentions).toBe(2)
-    await chats.markRead(1, 3) // part of the way: the server's count of messages, mentions as they were
-    expect(chats.byId(1)?.unread_count).toBe(1)
-    expect(chats.byId(1)?.unread_mentions).toBe(2)
+    await chats.markRead(1, 2) // part of the way: the server tells which mentions are left
+    expect(chats.byId(1)?.unread_count).toBe(2)
+    expect(chats.byId(1)?.unread_mentions).toBe(1)
     await chats.markRead(1, 4)
     expect(chats.byId(1)?.unread_mentions).toBe(0)
   })
@@ -380,6 +390,19 @@ describe('auth store', () => {
     // An invite link is as good as its code.
     await auth.joinWorkspace(' https://chat.example/invite/abc123 ')
     expect(calls.find((c) => c.path === '/api/workspaces/join')?.body).toEqual({ invite_code: 'abc123' })
+  })
+
+  it('does not refresh the session when a password is refused', async () => {
+    const auth = signedIn()
+    const calls = installFetch(({ url }) => {
+      if (url.pathname === '/api/users/change-password') {
+        return json({ code: 'invalid_credentials', message: 'The current password is incorrect' }, 401)
+      }
+      return json(session('access-2', 'refresh-2'))
+    })
+    await expect(auth.changePassword('wrong', 'new password 1')).rejects.toMatchObject({ code: 'invalid_credentials' })
+    expect(calls.map((c) => c.path)).toEqual(['/api/users/change-password'])
+    expect(auth.accessToken).toBe('access-1')
   })
 
   it('signs out locally when the refresh token is refused', async () => {

@@ -423,6 +423,21 @@ async def test_chat_details_rename_add_leave_remove_and_archive(
     await about.get_by_role("button", name="Add 1").click()
     await expect(about.get_by_role("list", name="Members")).to_contain_text("Cat Newcomer")
     await expect(p.ben.get_by_role("button", name="3 members")).to_be_visible()
+
+    # Archive: Ben's composer gives way to a note, live, and his tools shrink to what still works; the
+    # composer comes back on unarchive.
+    await ui.send(p.ben, "before the archive")
+    await about.get_by_role("button", name="Archive").click()
+    note = "This chat is archived: it can be read, not written to."
+    await expect(p.ben.get_by_text(note)).to_be_visible()
+    await expect(p.ben.get_by_role("textbox", name="Message", exact=True)).to_have_count(0)
+    await message(p.ben, "before the archive").hover()
+    own_tools = message(p.ben, "before the archive")
+    await expect(own_tools.get_by_role("button", name="Delete")).to_be_visible()
+    await expect(own_tools.get_by_role("button", name="Reply")).to_have_count(0)
+    await expect(own_tools.get_by_role("button", name="Edit", exact=True)).to_have_count(0)
+    await about.get_by_role("button", name="Unarchive").click()
+    await expect(p.ben.get_by_role("textbox", name="Message", exact=True)).to_be_visible()
     await about.get_by_role("button", name="Close").click()
 
     # Ben (a plain member) can see the members but not rename, and may leave.
@@ -443,13 +458,6 @@ async def test_chat_details_rename_add_leave_remove_and_archive(
     assert [m["id"] for m in members.json()["data"]] == [p.ann_user.id]
     refused = await client.get(f"/api/chat/{chat_id}/messages", headers=cat.auth)
     assert refused.status_code == 403
-
-    # Archive: the composer gives way to a note, and comes back on unarchive.
-    await about.get_by_role("button", name="Archive").click()
-    await expect(p.ann.get_by_text("This chat is archived: it can be read, not written to.")).to_be_visible()
-    await expect(p.ann.get_by_role("textbox", name="Message", exact=True)).to_have_count(0)
-    await about.get_by_role("button", name="Unarchive").click()
-    await expect(p.ann.get_by_role("textbox", name="Message", exact=True)).to_be_visible()
 
 
 async def test_a_mention_marks_the_chat_and_lists_it_until_read(
@@ -503,7 +511,7 @@ async def test_earlier_versions_and_who_has_seen_a_message(
         await expect(message(p.ben, after)).to_have_count(1)
 
     # Ben opens the earlier versions of Ann's message: oldest first, and closes them again.
-    edited = message(p.ben, "version three").get_by_role("button", name="(edited)")
+    edited = message(p.ben, "version three").get_by_role("button", name="show the earlier versions")
     await edited.click()
     versions = message(p.ben, "version three").get_by_role("list", name="Earlier versions")
     await expect(versions.get_by_role("listitem")).to_have_count(2)

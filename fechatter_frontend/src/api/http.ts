@@ -52,6 +52,14 @@ export async function parseResponse<T>(status: number, text: string): Promise<En
   throw new ApiError(status, err?.code ?? (status === 404 ? 'not_found' : 'http_error'), err?.message ?? `Request failed (${status})`, err?.field)
 }
 
+function errorCode(text: string): string | undefined {
+  try {
+    return (JSON.parse(text) as { error?: { code?: string } } | null)?.error?.code
+  } catch {
+    return undefined
+  }
+}
+
 export interface RequestOptions {
   auth?: boolean
   headers?: Record<string, string>
@@ -78,7 +86,13 @@ export async function request<T>(method: string, path: string, body?: unknown, o
     }
   }
   let response = await send()
-  if (response.status === 401 && auth && (await hooks.refresh())) response = await send()
+  if (response.status === 401 && auth) {
+    // Only an expired or revoked access token is worth a refresh: a refused password (invalid_credentials)
+    // would be refused again, at the cost of a token rotation.
+    const text = await response.text()
+    if (errorCode(text) !== 'unauthorized' || !(await hooks.refresh())) return parseResponse<T>(response.status, text)
+    response = await send()
+  }
   return parseResponse<T>(response.status, await response.text())
 }
 

@@ -126,8 +126,11 @@ export const useAuthStore = defineStore('auth', {
     },
     /** Move to the session of another workspace; the one left behind is revoked, as nothing holds it now. */
     async replaceSession(pending: Promise<{ data: Session }>) {
+      const session = (await pending).data
+      // A refresh already under way would land after this and bring the old workspace back.
+      if (this.refreshing) await this.refreshing.catch(() => false)
       const old = this.refreshToken
-      this.apply((await pending).data)
+      this.apply(session)
       if (old) void api.post('/api/logout', { refresh_token: old }).catch(() => {})
     },
     /** Every other session of the account ends; this one goes on with the new pair of tokens. */

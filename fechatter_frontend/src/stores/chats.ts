@@ -138,13 +138,15 @@ export const useChatsStore = defineStore('chats', {
     async markRead(chatId: number, seq: number) {
       const chat = this.byId(chatId)
       if (chat) chat.unread_count = 0
-      // Read to the end: no mention is left unread there (reading part of the way leaves the count as is).
+      // Read to the end: no mention is left unread there.
       if (chat && seq >= chat.last_seq) chat.unread_mentions = 0
       const { data } = await api.post<{ chat_id: number; last_read_seq: number; unread_count: number }>(`/api/chat/${chatId}/read`, { seq })
       const now = this.byId(chatId)
       if (now) {
         now.unread_count = data.unread_count
         if (data.unread_count === 0) now.unread_mentions = 0
+        // Read part of the way: only the server knows which mentions lie before the new position.
+        else if ((now.unread_mentions ?? 0) > 0) await this.reloadChats()
       }
     },
     setRead(userId: number) {
