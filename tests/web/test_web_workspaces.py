@@ -82,3 +82,38 @@ async def test_an_invite_link_signs_in_then_joins(new_page: NewPage, client: htt
     await expect(page.get_by_role("heading", name="Join a workspace")).to_be_visible()
     await page.get_by_role("button", name="Join the workspace").click()
     await expect(workspace_home(page, "Beta Team")).to_be_visible()
+
+
+async def test_open_invites_are_listed_and_can_be_revoked(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    email = unique_email("ann")
+    await signup(client, email=email, password=ui.PASSWORD, fullname="Ann Owner", workspace_name="Gamma")
+    page = await new_page()
+    await ui.sign_in(page, email)
+    await page.get_by_role("button", name="Invite people").click()
+    dialog = page.get_by_role("dialog", name="Invite people")
+    first = await dialog.get_by_label("Invite code").input_value()
+    await dialog.get_by_role("button", name="New link").click()
+    await expect(dialog.get_by_label("Invite code")).not_to_have_value(first)
+    second = await dialog.get_by_label("Invite code").input_value()
+    listed = dialog.get_by_role("list", name="Open invites").get_by_role("listitem")
+    await expect(listed).to_have_count(2)
+
+    await dialog.get_by_role("button", name=f"Revoke the invite {first[:8]}").click()
+    await expect(listed).to_have_count(1)
+    await expect(listed).to_contain_text(second[:8])
+    body = {"password": ui.PASSWORD, "fullname": "Late Comer"}
+    refused = await client.post(
+        "/api/signup", json={**body, "email": unique_email("late"), "invite_code": first}
+    )
+    assert refused.status_code != 201, refused.text
+    welcome = await client.post(
+        "/api/signup", json={**body, "email": unique_email("ok"), "invite_code": second}
+    )
+    assert welcome.status_code == 201, welcome.text
+    await page.get_by_role("button", name="Close").click()
+    await page.get_by_role("button", name="Invite people").click()
+    # Opening the dialog makes a fresh link: the used one is listed with its use.
+    await expect(listed).to_have_count(2)
+    await expect(listed.filter(has_text=second[:8])).to_contain_text("used 1")

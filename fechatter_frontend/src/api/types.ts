@@ -13,6 +13,14 @@ export interface Workspace {
   owner_id: number
 }
 
+/** An invite of the workspace (`GET /api/workspace/invites`, owner or admin). */
+export interface Invite {
+  code: string
+  expires_at: string
+  max_uses: number | null
+  uses: number
+}
+
 /** A workspace the person belongs to, as `GET /api/workspaces` lists them, with their role in it. */
 export interface WorkspaceMembership extends Workspace {
   role: 'owner' | 'admin' | 'member'

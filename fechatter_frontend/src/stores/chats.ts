@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia'
 import { api } from '../api/http'
-import type { Chat, ChatMember, ChatType, Message, UnreadMention, User } from '../api/types'
+import type { Chat, ChatMember, ChatType, Invite, Message, UnreadMention, User } from '../api/types'
 import { useAuthStore } from './auth'
 
 export const useChatsStore = defineStore('chats', {
@@ -112,8 +112,15 @@ export const useChatsStore = defineStore('chats', {
     async unreadMentions(): Promise<UnreadMention[]> {
       return (await api.get<UnreadMention[]>('/api/mentions/unread')).data
     },
-    async createInvite(): Promise<{ code: string; expires_at: string }> {
-      return (await api.post<{ code: string; expires_at: string }>('/api/workspace/invites', {})).data
+    async createInvite(): Promise<Invite> {
+      return (await api.post<Invite>('/api/workspace/invites', {})).data
+    },
+    /** The invites that have not expired (owner or admin). */
+    async invites(): Promise<Invite[]> {
+      return (await api.get<Invite[]>('/api/workspace/invites')).data
+    },
+    async revokeInvite(code: string) {
+      await api.del(`/api/workspace/invites/${encodeURIComponent(code)}`)
     },
     /** A message arrived (live or by our own send): move the chat up and count it unread when it is not open. */
     noteMessage(message: Message, visible: boolean) {
