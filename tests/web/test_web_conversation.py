@@ -525,3 +525,57 @@ async def test_earlier_versions_and_who_has_seen_a_message(
     await expect(message(p.ann, "version three").get_by_role("status")).to_have_text("Seen by Ben Reader")
     await message(p.ben, "version three").hover()
     await expect(message(p.ben, "version three").get_by_role("button", name="Seen by")).to_have_count(0)
+
+
+# The browser's notification system lies outside the client: a stand-in records what would be shown.
+NOTIFICATIONS = """
+window.__notes = [];
+window.Notification = class {
+  static permission = 'granted';
+  static requestPermission() { return Promise.resolve('granted'); }
+  constructor(title, options) {
+    window.__notes.push({ title, body: (options || {}).body, tag: (options || {}).tag });
+    window.__lastNote = this;
+  }
+  close() {}
+};
+"""
+
+
+async def test_notifications_and_the_unread_title(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    ann_user, ben_user, emails = await two_people(client)
+    group = await create_chat(client, ann_user, [ben_user], name="standup", chat_type="Group")
+    direct = await create_chat(client, ann_user, [ben_user], name="dm", chat_type="Single")
+    ben = await new_page()
+    await ben.add_init_script(NOTIFICATIONS)
+    await ui.sign_in(ben, emails[ben_user.id])
+    await expect(ben.get_by_role("img", name="Connected")).to_be_visible()
+    await expect(ben).to_have_title("Fechatter")
+    await ben.get_by_role("button", name=BEN).click()
+    await ben.get_by_label("Notify me of direct messages and mentions").check()
+    await ben.get_by_role("button", name="Done").click()
+
+    async def say(chat: dict, text: str) -> None:
+        sent = await client.post(
+            f"/api/chat/{chat['id']}/messages", headers=ann_user.auth, json={"content": text}
+        )
+        assert sent.status_code == 201, sent.text
+
+    await say(group, "plain news for everyone")
+    await say(group, f"<@{ben_user.id}> please review")
+    await say(direct, "a word in private")
+    await expect(ben).to_have_title("(3) Fechatter")
+    notes = await ben.evaluate("window.__notes")
+    assert [(n["title"], n["body"]) for n in notes] == [
+        (f"{ANN} in standup", "@Ben Reader please review"),
+        (ANN, "a word in private"),
+    ]
+
+    # Clicking the last one opens its chat, which reads it.
+    await ben.evaluate("window.__lastNote.onclick()")
+    await expect(ben.get_by_role("heading", name=ANN)).to_be_visible()
+    await expect(ben).to_have_title("(2) Fechatter")
+    # A message in the chat one is looking at notifies nobody.
+    await say(direct, "still there?")
+    await expect(message(ben, "still there?")).to_have_count(1)
+    assert len(await ben.evaluate("window.__notes")) == 2

@@ -1,6 +1,8 @@
 import { defineStore } from 'pinia'
 import type { Message, Pin, PresenceStatus, ReactionEvent, UnpinEvent } from '../api/types'
 import { SseClient, type EventSourceFactory, type EventType } from '../realtime/sse'
+import { notify } from '../lib/notify'
+import { segments } from '../lib/format'
 import { useAuthStore } from './auth'
 import { useChatsStore } from './chats'
 import { useMessagesStore, wakeRetries } from './messages'
@@ -16,6 +18,20 @@ export function chatVisible(chatId: number): boolean {
   const chats = useChatsStore()
   const shown = typeof document === 'undefined' || document.visibilityState === 'visible'
   return chats.activeChatId === chatId && shown
+}
+
+/** A direct message or a mention of the person, in a chat they are not looking at: a desktop notification. */
+function notifyIfAsked(m: Message): void {
+  const chats = useChatsStore()
+  const me = useAuthStore().user?.id
+  const chat = chats.byId(m.chat_id)
+  if (!chat || m.sender_id === me || m.deleted || chatVisible(m.chat_id)) return
+  const mentioned = me !== undefined && (m.mentions ?? []).includes(me)
+  if (chat.chat_type !== 'Single' && !mentioned) return
+  const sender = chats.userName(m.sender_id)
+  const title = chat.chat_type === 'Single' ? sender : `${sender} in ${chats.displayName(chat)}`
+  const text = segments(m.content, (id) => chats.userName(id)).map((p) => p.text).join('') || 'sent a file'
+  notify(m.chat_id, title, text)
 }
 
 export const useRealtimeStore = defineStore('realtime', {
@@ -68,6 +84,7 @@ export const useRealtimeStore = defineStore('realtime', {
           const m = data as Message
           chats.noteMessage(m, chatVisible(m.chat_id))
           await messages.receive(m)
+          notifyIfAsked(m)
           if (chatVisible(m.chat_id) && m.sender_id !== useAuthStore().user?.id) void chats.markRead(m.chat_id, m.seq).catch(() => {})
           break
         }
