@@ -579,3 +579,24 @@ async def test_notifications_and_the_unread_title(new_page: NewPage, client: htt
     await say(direct, "still there?")
     await expect(message(ben, "still there?")).to_have_count(1)
     assert len(await ben.evaluate("window.__notes")) == 2
+
+
+async def test_each_chat_keeps_its_own_draft(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    p = await pair_in_chat(new_page, client, "drafts")
+    await create_chat(client, p.ann_user, [p.ben_user], name="elsewhere", chat_type="Group")
+    box = p.ann.get_by_role("textbox", name="Message", exact=True)
+    await box.fill("half a thought for drafts")
+    await p.ann.get_by_role("link", name="elsewhere").click()
+    await expect(p.ann.get_by_role("heading", name="elsewhere")).to_be_visible()
+    await expect(box).to_have_value("")
+    await box.fill("another one, for elsewhere")
+
+    await p.ann.get_by_role("link", name="drafts").click()
+    await expect(p.ann.get_by_role("heading", name="drafts")).to_be_visible()
+    await expect(box).to_have_value("half a thought for drafts")
+    await p.ann.get_by_role("button", name="Send").click()
+    await expect(message(p.ben, "half a thought for drafts")).to_have_count(1)
+    await expect(box).to_have_value("")
+
+    await p.ann.get_by_role("link", name="elsewhere").click()
+    await expect(box).to_have_value("another one, for elsewhere")
