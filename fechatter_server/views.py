@@ -29,6 +29,17 @@ class UserOut(msgspec.Struct):
     created_at: str
 
 
+class WorkspaceUserOut(UserOut):
+    """A person as their workspace lists them: the user and their role there (owner, admin or member)."""
+
+    role: str = "member"
+
+
+def workspace_user_out(row: Any, workspace_id: int) -> WorkspaceUserOut:
+    """``row``: a user with the ``role`` of their workspace membership."""
+    return WorkspaceUserOut(**msgspec.structs.asdict(user_out(row, workspace_id)), role=row.role)
+
+
 class ChatMemberOut(UserOut):
     """A member as a chat lists them: the user and their role in that chat (owner, admin or member)."""
 

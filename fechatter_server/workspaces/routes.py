@@ -9,7 +9,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from fechatter_core.api import Success, ok
 from fechatter_core.security import AccessClaims
 from fechatter_server.context import AppContext
-from fechatter_server.views import InviteOut, SessionOut, UserOut, WorkspaceMembershipOut
+from fechatter_server.views import InviteOut, SessionOut, WorkspaceMembershipOut, WorkspaceUserOut
 from fechatter_server.workspaces import service
 from fechatter_server.workspaces.schemas import (
     CreateInviteRequest,
@@ -21,8 +21,8 @@ from fechatter_server.workspaces.schemas import (
 WorkspaceId = Annotated[int, Parameter(ge=1, le=2**62)]
 
 
-@get("/users", summary="Members of the caller's workspace (the bot included)")
-async def list_users(ctx: AppContext, caller: AccessClaims) -> Success[list[UserOut]]:
+@get("/users", summary="Members of the caller's workspace (the bot included), each with their role in it")
+async def list_users(ctx: AppContext, caller: AccessClaims) -> Success[list[WorkspaceUserOut]]:
     return ok(await service.list_users(ctx, caller))
 
 
@@ -54,7 +54,7 @@ async def revoke_invite(
 @patch("/workspace/members/{user_id:int}", summary="Make a member an admin or a plain member (owner only)")
 async def set_role(
     ctx: AppContext, caller: AccessClaims, user_id: WorkspaceId, data: SetRoleRequest
-) -> Success[UserOut]:
+) -> Success[WorkspaceUserOut]:
     return ok(await service.set_role(ctx, caller, user_id, data))
 
 

@@ -19,7 +19,16 @@ from fechatter_core.errors import forbidden, not_found, unauthorized, validation
 from fechatter_core.security import AccessClaims
 from fechatter_server.auth.service import create_workspace_row, issue_session, new_invite_code, redeem_invite
 from fechatter_server.context import AppContext
-from fechatter_server.views import InviteOut, SessionOut, UserOut, WorkspaceMembershipOut, iso, user_out
+from fechatter_server.views import (
+    InviteOut,
+    SessionOut,
+    UserOut,
+    WorkspaceMembershipOut,
+    WorkspaceUserOut,
+    iso,
+    user_out,
+    workspace_user_out,
+)
 from fechatter_server.workspaces.schemas import CreateInviteRequest, SetRoleRequest
 
 MANAGERS = ("owner", "admin")
@@ -50,17 +59,17 @@ async def get_user(ctx: AppContext, caller: AccessClaims) -> UserOut:
     return user_out(row, caller.workspace_id)
 
 
-async def list_users(ctx: AppContext, caller: AccessClaims) -> list[UserOut]:
+async def list_users(ctx: AppContext, caller: AccessClaims) -> list[WorkspaceUserOut]:
     async with ctx.engine.connect() as conn:
         rows = (
             await conn.execute(
-                sa.select(users)
+                sa.select(users, workspace_members.c.role)
                 .join(workspace_members, workspace_members.c.user_id == users.c.id)
                 .where(workspace_members.c.workspace_id == caller.workspace_id)
                 .order_by(users.c.is_bot, users.c.fullname, users.c.id)
             )
         ).all()
-    return [user_out(row, caller.workspace_id) for row in rows]
+    return [workspace_user_out(row, caller.workspace_id) for row in rows]
 
 
 async def create_invite(ctx: AppContext, caller: AccessClaims, data: CreateInviteRequest) -> InviteOut:
@@ -181,7 +190,9 @@ async def join_workspace(
         return await _session_in(ctx, conn, caller.user_id, workspace, user_agent)
 
 
-async def set_role(ctx: AppContext, caller: AccessClaims, user_id: int, data: SetRoleRequest) -> UserOut:
+async def set_role(
+    ctx: AppContext, caller: AccessClaims, user_id: int, data: SetRoleRequest
+) -> WorkspaceUserOut:
     async with ctx.engine.begin() as conn:
         if await _role(conn, caller.workspace_id, caller.user_id) != "owner":
             raise forbidden("Only the workspace owner can change roles")
@@ -198,5 +209,9 @@ async def set_role(ctx: AppContext, caller: AccessClaims, user_id: int, data: Se
             )
             .values(role=data.role.value)
         )
-        row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).one()
-    return user_out(row, caller.workspace_id)
+        row = (
+            await conn.execute(
+                sa.select(users, sa.literal(data.role.value).label("role")).where(users.c.id == user_id)
+            )
+        ).one()
+    return workspace_user_out(row, caller.workspace_id)

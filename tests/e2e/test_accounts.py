@@ -201,6 +201,9 @@ async def test_owner_promotes_admins_who_can_invite(client: httpx.AsyncClient) -
         f"/api/workspace/members/{member.id}", headers=owner.auth, json={"role": "admin"}
     )
     assert promoted.status_code == 200
+    assert promoted.json()["data"]["role"] == "admin"
+    roles = {u["id"]: u["role"] for u in (await client.get("/api/users", headers=other.auth)).json()["data"]}
+    assert (roles[owner.id], roles[member.id], roles[other.id]) == ("owner", "admin", "member")
     assert (await client.post("/api/workspace/invites", headers=member.auth, json={})).status_code == 201
     owner_fixed = await client.patch(
         f"/api/workspace/members/{owner.id}", headers=owner.auth, json={"role": "member"}

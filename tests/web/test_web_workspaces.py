@@ -117,3 +117,35 @@ async def test_open_invites_are_listed_and_can_be_revoked(
     # Opening the dialog makes a fresh link: the used one is listed with its use.
     await expect(listed).to_have_count(2)
     await expect(listed.filter(has_text=second[:8])).to_contain_text("used 1")
+
+
+async def test_people_directory_roles_and_a_direct_message(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    email = unique_email("ann")
+    ann = await signup(
+        client, email=email, password=ui.PASSWORD, fullname="Ann Owner", workspace_name="Delta"
+    )
+    ben = await signup(client, fullname="Ben Member", invite_code=await invite(client, ann))
+    page = await new_page()
+    await ui.sign_in(page, email)
+    await page.get_by_role("button", name="People", exact=True).click()
+    dialog = page.get_by_role("dialog", name="People")
+    people = dialog.get_by_role("list", name="People of this workspace").get_by_role("listitem")
+    await expect(people.filter(has_text="Ann Owner")).to_contain_text("owner")
+    await expect(dialog.get_by_role("button", name="Make Ben Member an admin")).to_be_visible()
+
+    # The owner makes Ben an admin, who may then invite people; and back.
+    await dialog.get_by_role("button", name="Make Ben Member an admin").click()
+    await expect(dialog.get_by_role("button", name="Make Ben Member a member")).to_be_visible()
+    assert (await client.post("/api/workspace/invites", headers=ben.auth, json={})).status_code == 201
+    await dialog.get_by_role("button", name="Make Ben Member a member").click()
+    await expect(dialog.get_by_role("button", name="Make Ben Member an admin")).to_be_visible()
+    assert (await client.post("/api/workspace/invites", headers=ben.auth, json={})).status_code == 403
+    await expect(dialog.get_by_role("button", name="Make Ann Owner an admin")).to_have_count(0)
+
+    # A direct message from the directory.
+    await dialog.get_by_label("Find someone").fill("ben")
+    await expect(people).to_have_count(1)
+    await dialog.get_by_role("button", name="Message Ben Member").click()
+    await expect(page.get_by_role("heading", name="Ben Member")).to_be_visible()

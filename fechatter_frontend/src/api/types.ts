@@ -5,6 +5,8 @@ export interface User {
   workspace_id: number
   is_bot: boolean
   created_at: string
+  /** Their role in the workspace (`GET /api/users`). */
+  role?: 'owner' | 'admin' | 'member'
 }
 
 export interface Workspace {

@@ -98,6 +98,11 @@ export const useChatsStore = defineStore('chats', {
       this.upsert(data)
       return data
     },
+    /** Make someone of the workspace an admin or a plain member (its owner only). */
+    async setWorkspaceRole(userId: number, role: 'admin' | 'member') {
+      const { data } = await api.patch<User>(`/api/workspace/members/${userId}`, { role })
+      this.users[userId] = data
+    },
     async removeMember(id: number, userId: number) {
       await api.del(`/api/chat/${id}/members/${userId}`)
       const chat = this.byId(id)
