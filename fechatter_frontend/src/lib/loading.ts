@@ -15,3 +15,22 @@ export function useLoad() {
   }
   return { loading, error, load }
 }
+
+/** A dialog's actions, one at a time: `busy` while one runs, its failure (for a person) in `error`. */
+export function useAction(error = ref('')) {
+  const busy = ref(false)
+  async function run(action: () => Promise<unknown>, fallback: string): Promise<boolean> {
+    error.value = ''
+    busy.value = true
+    try {
+      await action()
+      return true
+    } catch (e) {
+      error.value = e instanceof Error ? e.message : fallback
+      return false
+    } finally {
+      busy.value = false
+    }
+  }
+  return { busy, error, run }
+}
