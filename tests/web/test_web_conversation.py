@@ -445,6 +445,16 @@ async def test_chat_details_rename_add_leave_remove_and_archive(
     await expect(ben_about.get_by_role("list", name="Members")).to_contain_text("Ann Author")
     await expect(ben_about.get_by_label("Name")).to_have_count(0)
     await expect(ben_about.get_by_role("button", name="Remove Ann Author")).to_have_count(0)
+
+    # Ann makes Ben an admin of the chat: his open dialog follows, live, and back when she undoes it.
+    about = await details(p.ann, "roadmap")
+    await about.get_by_role("button", name="Make Ben Reader an admin of this chat").click()
+    await expect(ben_about.get_by_label("Name")).to_be_visible()
+    await expect(ben_about.get_by_role("button", name="Remove Cat Newcomer")).to_be_visible()
+    await about.get_by_role("button", name="Make Ben Reader a member of this chat").click()
+    await expect(ben_about.get_by_label("Name")).to_have_count(0)
+    await about.get_by_role("button", name="Close").click()
+
     p.ben.once("dialog", lambda dialog: dialog.accept())
     await ben_about.get_by_role("button", name="Leave roadmap").click()
     await expect(p.ben.get_by_role("link", name="roadmap")).to_have_count(0)

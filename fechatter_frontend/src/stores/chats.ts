@@ -103,6 +103,10 @@ export const useChatsStore = defineStore('chats', {
       const { data } = await api.patch<User>(`/api/workspace/members/${userId}`, { role })
       this.users[userId] = data
     },
+    /** Make a member of a chat its admin or a plain member again (the chat's owner only). */
+    async setChatRole(id: number, userId: number, role: 'admin' | 'member'): Promise<ChatMember> {
+      return (await api.patch<ChatMember>(`/api/chat/${id}/members/${userId}`, { role })).data
+    },
     async removeMember(id: number, userId: number) {
       await api.del(`/api/chat/${id}/members/${userId}`)
       const chat = this.byId(id)
