@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -29,10 +29,13 @@ class UserOut(msgspec.Struct):
     created_at: str
 
 
-class WorkspaceUserOut(UserOut):
-    """A person as their workspace lists them: the user and their role there (owner, admin or member)."""
+WorkspaceRole = Literal["owner", "admin", "member"]
 
-    role: str = "member"
+
+class WorkspaceUserOut(UserOut):
+    """A person as their workspace lists them: the user and their role there."""
+
+    role: WorkspaceRole
 
 
 def workspace_user_out(row: Any, workspace_id: int) -> WorkspaceUserOut:

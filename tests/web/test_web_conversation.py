@@ -27,6 +27,7 @@ class Pair:
     ann_user: User
     ben_user: User
     chat: dict
+    emails: dict[int, str]
 
 
 async def two_people(client: httpx.AsyncClient) -> tuple[User, User, dict[int, str]]:
@@ -48,7 +49,7 @@ async def pair_in_chat(new_page: NewPage, client: httpx.AsyncClient, name: str) 
         await expect(page.get_by_role("heading", name=name)).to_be_visible()
         # Live from here on: the stream is open before anything is said.
         await expect(page.get_by_role("img", name="Connected")).to_be_visible()
-    return Pair(ann, ben, ann_user, ben_user, chat)
+    return Pair(ann, ben, ann_user, ben_user, chat, emails)
 
 
 def message(page: Page, text: str) -> Locator:
@@ -575,6 +576,7 @@ async def test_notifications_and_the_unread_title(new_page: NewPage, client: htt
     await say(group, f"<@{ben_user.id}> please review")
     await say(direct, "a word in private")
     await expect(ben).to_have_title("(3) Fechatter")
+    await ben.wait_for_function("window.__notes.length >= 2")
     notes = await ben.evaluate("window.__notes")
     assert [(n["title"], n["body"]) for n in notes] == [
         (f"{ANN} in standup", "@Ben Reader please review"),
@@ -610,3 +612,12 @@ async def test_each_chat_keeps_its_own_draft(new_page: NewPage, client: httpx.As
 
     await p.ann.get_by_role("link", name="elsewhere").click()
     await expect(box).to_have_value("another one, for elsewhere")
+
+    # A draft belongs to whoever typed it: after a sign-out, the next person in the tab finds none.
+    await p.ann.get_by_role("button", name="Sign out", exact=True).click()
+    await p.ann.get_by_label("Email").fill(p.emails[p.ben_user.id])
+    await p.ann.get_by_label("Password").fill(ui.PASSWORD)
+    await p.ann.get_by_role("button", name="Sign in").click()
+    await p.ann.get_by_role("link", name="elsewhere").click()
+    await expect(p.ann.get_by_role("heading", name="elsewhere")).to_be_visible()
+    await expect(box).to_have_value("")

@@ -21,17 +21,21 @@ export function chatVisible(chatId: number): boolean {
 }
 
 /** A direct message or a mention of the person, in a chat they are not looking at: a desktop notification. */
-function notifyIfAsked(m: Message): void {
+// Older than this, a message replayed after a reconnect is news no more: the unread counts tell of it.
+const NOTIFY_WITHIN_MS = 10 * 60_000
+
+function notifyIfAsked(m: Message, fresh: boolean): void {
   const chats = useChatsStore()
   const me = useAuthStore().user?.id
   const chat = chats.byId(m.chat_id)
-  if (!chat || m.sender_id === me || m.deleted || chatVisible(m.chat_id)) return
-  const mentioned = me !== undefined && (m.mentions ?? []).includes(me)
+  if (!fresh || me === undefined || !chat || m.sender_id === me || m.deleted || chatVisible(m.chat_id)) return
+  if (Date.now() - Date.parse(m.created_at) > NOTIFY_WITHIN_MS) return
+  const mentioned = (m.mentions ?? []).includes(me)
   if (chat.chat_type !== 'Single' && !mentioned) return
   const sender = chats.userName(m.sender_id)
   const title = chat.chat_type === 'Single' ? sender : `${sender} in ${chats.displayName(chat)}`
   const text = segments(m.content, (id) => chats.userName(id)).map((p) => p.text).join('') || 'sent a file'
-  notify(m.chat_id, title, text)
+  notify(me, m.chat_id, title, text)
 }
 
 export const useRealtimeStore = defineStore('realtime', {
@@ -82,9 +86,12 @@ export const useRealtimeStore = defineStore('realtime', {
       switch (type) {
         case 'new_message': {
           const m = data as Message
+          // New to this client: not already counted (by the chat list's reload, or a replay after resume).
+          const known = chats.byId(m.chat_id)
+          const fresh = known !== undefined && m.seq > known.last_seq
           chats.noteMessage(m, chatVisible(m.chat_id))
           await messages.receive(m)
-          notifyIfAsked(m)
+          notifyIfAsked(m, fresh)
           if (chatVisible(m.chat_id) && m.sender_id !== useAuthStore().user?.id) void chats.markRead(m.chat_id, m.seq).catch(() => {})
           break
         }
