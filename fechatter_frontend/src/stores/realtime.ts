@@ -20,10 +20,10 @@ export function chatVisible(chatId: number): boolean {
   return chats.activeChatId === chatId && shown
 }
 
-/** A direct message or a mention of the person, in a chat they are not looking at: a desktop notification. */
 // Older than this, a message replayed after a reconnect is news no more: the unread counts tell of it.
 const NOTIFY_WITHIN_MS = 10 * 60_000
 
+/** A direct message or a mention of the person, in a chat they are not looking at: a desktop notification. */
 function notifyIfAsked(m: Message, fresh: boolean): void {
   const chats = useChatsStore()
   const me = useAuthStore().user?.id
