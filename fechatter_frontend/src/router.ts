@@ -17,7 +17,7 @@ export const router = createRouter({
       component: WorkspaceView,
       children: [
         { path: '', name: 'home', component: HomeView },
-        { path: 'chat/:id(\\d+)', name: 'chat', component: ChatView, props: (r) => ({ id: Number(r.params.id) }) },
+        { path: 'chat/:id(\\d+)', name: 'chat', component: ChatView, props: (r) => ({ id: Number(r.params.id), seq: r.query.seq ? Number(r.query.seq) : undefined }) },
       ],
     },
     { path: '/:rest(.*)*', redirect: '/' },

@@ -188,3 +188,33 @@ async def test_phone_width_shows_the_list_then_the_chat_full_screen(
     assert box is not None and box["x"] + box["width"] <= 390
     await page.get_by_role("link", name="Back to chats").click()
     await expect(page.get_by_role("link", name="pocket")).to_be_visible()
+
+
+async def test_a_search_hit_opens_its_chat_at_the_message(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    """A hit far back in a long chat: the chat opens with that message in view, not at its latest ones."""
+    owner, member = await team(client, 2)
+    chat = await create_chat(client, owner, [member], name="long story")
+    word = f"needle{int(time.time())}"
+
+    async def say(text: str) -> None:
+        sent = await client.post(
+            f"/api/chat/{chat['id']}/messages", headers=member.auth, json={"content": text}
+        )
+        assert sent.status_code == 201, sent.text
+
+    await say(f"the {word} is in here")
+    for i in range(150):  # three pages of history after it
+        await say(f"filler {i}")
+    address = (await client.get("/api/users/me", headers=owner.auth)).json()["data"]["email"]
+    page = await new_page()
+    await ui.sign_in(page, address)
+    await page.get_by_label("Search messages").fill(word)
+    await page.get_by_label("Search messages").press("Enter")
+    results = page.get_by_role("list", name="Search results").get_by_role("listitem")
+    await results.filter(has_text=word).get_by_role("button").click()
+    await expect(page.get_by_role("heading", name="long story")).to_be_visible()
+    found = ui.messages(page).filter(has_text=f"the {word} is in here")
+    await expect(found).to_be_in_viewport()
+    await expect(ui.messages(page).filter(has_text="filler 149")).not_to_be_in_viewport()
