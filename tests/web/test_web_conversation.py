@@ -486,9 +486,11 @@ async def test_a_mention_marks_the_chat_and_lists_it_until_read(
 
     await say("nothing for you here")
     await say(f"<@{p.ben_user.id}> can you check the build?")
+    for i in range(60):  # the mention scrolls out of the latest screen
+        await say(f"later chatter {i}")
     badge = p.ben.get_by_role("status", name="1 unread mention in standup")
     await expect(badge).to_be_visible()
-    await expect(ui.unread_badge(p.ben, "standup")).to_have_text("2")
+    await expect(ui.unread_badge(p.ben, "standup")).to_have_text("62")
     # The server counts it too: a reload shows the same.
     await p.ben.reload()
     await expect(badge).to_be_visible()
@@ -500,8 +502,10 @@ async def test_a_mention_marks_the_chat_and_lists_it_until_read(
     await expect(listed).to_contain_text("@Ben Reader can you check the build?")
     await listed.get_by_role("button").click()
 
-    # Opening the chat reads it: the mention is no longer unread, here or on the server.
+    # The chat opens at the mention, and opening it reads it: no longer unread, here or on the server.
     await expect(p.ben.get_by_role("heading", name="standup")).to_be_visible()
+    await expect(message(p.ben, "can you check the build?")).to_be_in_viewport()
+    await expect(message(p.ben, "later chatter 59")).not_to_be_in_viewport()
     await expect(badge).to_have_count(0)
     await expect(p.ben.get_by_role("button", name="Mentions", exact=True)).to_be_visible()
     left = await client.get("/api/mentions/unread", headers=p.ben_user.auth)
