@@ -43,6 +43,22 @@ def workspace_user_out(row: Any, workspace_id: int) -> WorkspaceUserOut:
     return WorkspaceUserOut(**msgspec.structs.asdict(user_out(row, workspace_id)), role=row.role)
 
 
+class FormerMemberOut(msgspec.Struct):
+    """Someone who left the workspace or was removed from it: a name for their past messages."""
+
+    id: int
+    fullname: str
+    left_at: str
+    # Who removed them; None when they left by themselves.
+    removed_by: int | None
+
+
+class RemovedMemberOut(msgspec.Struct):
+    user_id: int
+    # The chats they were taken out of (their direct messages stay, for the other person).
+    chats_left: list[int]
+
+
 class ChatMemberOut(UserOut):
     """A member as a chat lists them: the user and their role in that chat (owner, admin or member)."""
 

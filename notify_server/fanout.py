@@ -74,6 +74,7 @@ SSE_NAMES = {
     "chat.member_added": "chat_member_added",
     "chat.member_removed": "chat_member_removed",
     "chat.member_updated": "chat_member_updated",
+    "workspace.member_removed": "workspace_member_removed",
 }
 
 
@@ -126,6 +127,11 @@ class MembershipCache:
 
 
 async def recipients(event: Event, cache: MembershipCache) -> set[int]:
+    if event.type == "workspace.member_removed":
+        # The person's own devices, so their clients leave the workspace; the others learn through the
+        # chat_member_removed of each chat they shared.
+        removed = event.data.get("user_id")
+        return {removed} if isinstance(removed, int) else set()
     if event.chat_id is None:
         return set()
     if event.type.startswith("chat."):

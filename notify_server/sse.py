@@ -270,6 +270,12 @@ class _DisconnectWatch:
             self._reading.cancel()
 
 
+def _leaves_workspace(chunk: _Chunk) -> bool:
+    """The stream's user has been removed from (or left) the stream's workspace: nothing more of it is
+    theirs, so the stream ends once that event is written (a chunk holds only the stream's workspace)."""
+    return any(item.event == "workspace_member_removed" for item in chunk.items)
+
+
 async def _stream(
     ctx: NotifyContext, claims: AccessClaims, connection: Connection, last_id: int | None, send: Send
 ) -> bool:
@@ -289,6 +295,8 @@ async def _stream(
                     chunk = cursor.chunk(batch)
                     if connection.ended is not None or (chunk and not await _write(send, connection, chunk)):
                         return False
+                    if chunk and _leaves_workspace(chunk):
+                        return True
         else:
             resyncs.inc()
             if not await _write(
@@ -310,6 +318,8 @@ async def _stream(
             if chunk := cursor.chunk(connection.take()):
                 if not await _write(send, connection, chunk):
                     return False
+                if _leaves_workspace(chunk):
+                    return True
                 quiet_since = loop.time()
             continue
         now = loop.time()

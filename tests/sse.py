@@ -45,6 +45,10 @@ class SseReader:
             if got == name:
                 return event_id, data
 
+    async def wait_ended(self, timeout: float) -> None:
+        """Return once the server has ended the stream (raises TimeoutError if it has not)."""
+        await asyncio.wait_for(asyncio.shield(self._task), timeout)
+
     async def close(self) -> None:
         self._task.cancel()
         await self.response.aclose()

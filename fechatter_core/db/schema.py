@@ -64,6 +64,20 @@ workspace_members = sa.Table(
 )
 sa.Index("workspace_members_user_idx", workspace_members.c.user_id)
 
+# Who was removed from (or left) a workspace, so their past messages keep a name (migration 0007). A row
+# goes when the person joins again.
+workspace_former_members = sa.Table(
+    "workspace_former_members",
+    metadata,
+    sa.Column(
+        "workspace_id", sa.BigInteger, sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # None: they left by themselves (or the remover's account is gone).
+    sa.Column("removed_by", sa.BigInteger, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    _ts("left_at"),
+)
+
 workspace_invites = sa.Table(
     "workspace_invites",
     metadata,

@@ -351,6 +351,61 @@ describe('chats store and live events', () => {
   })
 })
 
+describe('leaving a workspace', () => {
+  it('names the messages of someone who left the workspace, and keeps them out of the members', async () => {
+    signedIn()
+    installFetch(({ url }) => {
+      if (url.pathname === '/api/users') return json([session().user])
+      if (url.pathname === '/api/workspace/former-members') {
+        return json([{ id: 7, fullname: 'Ann', left_at: '2026-01-02T00:00:00Z', removed_by: ME }])
+      }
+      return json(null, 404)
+    })
+    const chats = useChatsStore()
+    await chats.loadUsers()
+    expect(chats.userName(7)).toBe('Ann (left)')
+    expect(chats.userName(ME)).toBe('Me')
+    expect(chats.userName(8)).toBe('User 8')
+    expect(Object.keys(chats.users)).toEqual([String(ME)])
+  })
+
+  it('ends the session with a notice when the stream says the person was removed, and only then', async () => {
+    const auth = signedIn()
+    installFetch(() => json([]))
+    FakeEventSource.instances = []
+    const realtime = useRealtimeStore()
+    realtime.start((url) => new FakeEventSource(url))
+    const es = FakeEventSource.instances[0]
+    es.open()
+    es.emit('workspace_member_removed', { workspace_id: 1, user_id: OTHER, removed_by: ME }, '1')
+    await new Promise((r) => setTimeout(r, 10))
+    expect(auth.signedIn).toBe(true)
+    es.emit('workspace_member_removed', { workspace_id: 1, user_id: ME, removed_by: 9 }, '2')
+    await new Promise((r) => setTimeout(r, 10))
+    expect(auth.signedIn).toBe(false)
+    expect(auth.notice).toBe('You were removed from W.')
+    realtime.stop()
+  })
+
+  it('leaves the workspace by removing oneself, and says so', async () => {
+    const auth = signedIn()
+    const calls = installFetch(() => json({ user_id: ME, chats_left: [] }))
+    await auth.leaveWorkspace()
+    expect(calls.map((c) => [c.method, c.path])).toEqual([['DELETE', `/api/workspace/members/${ME}`]])
+    expect(auth.signedIn).toBe(false)
+    expect(auth.notice).toBe('You left W.')
+  })
+
+  it('signs in with an invite code into its workspace', async () => {
+    const auth = useAuthStore()
+    auth.init()
+    const calls = installFetch(() => json(session()))
+    await auth.signin('me@example.com', 'pw pw pw pw', 'abc123')
+    expect(calls[0].body).toEqual({ email: 'me@example.com', password: 'pw pw pw pw', invite_code: 'abc123' })
+    expect(auth.signedIn).toBe(true)
+  })
+})
+
 describe('auth store', () => {
   it('refreshes once on a 401 and retries the request with the new token', async () => {
     const auth = signedIn()

@@ -23,6 +23,8 @@ class SignupRequest(msgspec.Struct, forbid_unknown_fields=True):
 class SigninRequest(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[str, msgspec.Meta(max_length=254)]
     password: Annotated[str, msgspec.Meta(max_length=128)]
+    # Join that workspace (or go to it, when a member already) with this session.
+    invite_code: InviteCode | None = None
 
 
 class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):

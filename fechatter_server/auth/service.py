@@ -14,7 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fechatter_core import ratelimit
-from fechatter_core.db.schema import refresh_tokens, users, workspace_invites, workspace_members, workspaces
+from fechatter_core.db.schema import (
+    refresh_tokens,
+    users,
+    workspace_former_members,
+    workspace_invites,
+    workspace_members,
+    workspaces,
+)
 from fechatter_core.errors import ApiError, conflict, unauthorized, validation_error
 from fechatter_core.security import (
     AccessClaims,
@@ -84,7 +91,33 @@ async def redeem_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
         workspace_invites.update().where(workspace_invites.c.code == code).values(uses=invite.uses + 1)
     )
     await conn.execute(workspace_members.insert().values(workspace_id=invite.workspace_id, user_id=user_id))
+    # Back again: no longer a former member.
+    await conn.execute(
+        workspace_former_members.delete().where(
+            workspace_former_members.c.workspace_id == invite.workspace_id,
+            workspace_former_members.c.user_id == user_id,
+        )
+    )
     return (await conn.execute(sa.select(workspaces).where(workspaces.c.id == invite.workspace_id))).one()
+
+
+async def enter_with_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
+    """The invite's workspace, joined with the invite unless the user is a member already (then the invite
+    is not used up: they just go there)."""
+    invite_workspace = await conn.scalar(
+        sa.select(workspace_invites.c.workspace_id).where(workspace_invites.c.code == code)
+    )
+    if invite_workspace is not None:
+        member = await conn.scalar(
+            sa.select(workspace_members.c.user_id).where(
+                workspace_members.c.workspace_id == invite_workspace, workspace_members.c.user_id == user_id
+            )
+        )
+        if member is not None:
+            return (
+                await conn.execute(sa.select(workspaces).where(workspaces.c.id == invite_workspace))
+            ).one()
+    return await redeem_invite(conn, code, user_id)
 
 
 async def issue_session(
@@ -175,6 +208,13 @@ async def signin(ctx: AppContext, data: SigninRequest, user_agent: str | None, c
             await ratelimit.hit(ctx.redis, failures_key, **failures)
             raise ApiError(401, "invalid_credentials", "Email or password is incorrect")
         await ratelimit.clear(ctx.redis, failures_key)
+        if data.invite_code:
+            # Someone with an account joins (or goes back to) the invite's workspace as they sign in.
+            workspace = await enter_with_invite(conn, data.invite_code.strip(), user.id)
+            await conn.execute(
+                users.update().where(users.c.id == user.id).values(default_workspace_id=workspace.id)
+            )
+            return await issue_session(ctx, conn, user, workspace, user_agent=user_agent)
         workspace = (
             await conn.execute(
                 sa.select(workspaces)
@@ -185,7 +225,12 @@ async def signin(ctx: AppContext, data: SigninRequest, user_agent: str | None, c
             )
         ).one_or_none()
         if workspace is None:
-            raise ApiError(401, "invalid_credentials", "Email or password is incorrect")
+            # Told only to someone who has just given the right password.
+            raise ApiError(
+                403,
+                "no_workspace",
+                "This account no longer belongs to any workspace: sign in with an invite code to join one",
+            )
         return await issue_session(ctx, conn, user, workspace, user_agent=user_agent)
 
 

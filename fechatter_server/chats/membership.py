@@ -145,19 +145,23 @@ async def add_members(
 ) -> ChatOut:
     wanted = sorted(set(data.user_ids))
     async with ctx.engine.begin() as conn:
-        chat = await chat_and_role(conn, caller, chat_id, lock=True)
-        _may_add(chat, caller, wanted)
-        refuse_if_archived(chat)
+        # The people's workspace memberships are share-locked before the chat row, the order a removal
+        # from the workspace takes them in: it waits for this to commit, then takes them out again.
         in_workspace = set(
             (
                 await conn.scalars(
-                    sa.select(workspace_members.c.user_id).where(
+                    sa.select(workspace_members.c.user_id)
+                    .where(
                         workspace_members.c.workspace_id == caller.workspace_id,
                         workspace_members.c.user_id.in_(wanted),
                     )
+                    .with_for_update(read=True)
                 )
             ).all()
         )
+        chat = await chat_and_role(conn, caller, chat_id, lock=True)
+        _may_add(chat, caller, wanted)
+        refuse_if_archived(chat)
         strangers = [u for u in wanted if u not in in_workspace]
         if strangers:
             raise validation_error(f"Not members of this workspace: {strangers}", "user_ids")
@@ -209,6 +213,40 @@ async def _next_owner(conn: AsyncConnection, chat_id: int) -> int | None:
     )
 
 
+async def drop_member(
+    conn: AsyncConnection, workspace_id: int, actor_id: int, chat: Any, user_id: int
+) -> bool:
+    """Take ``user_id`` out of ``chat`` (a row with ``id`` and ``owner_id``, locked by the caller), hand
+    the ownership on if they owned it, and record the event. False: they were not a member."""
+    removed = await conn.scalar(
+        chat_members.delete()
+        .where(chat_members.c.chat_id == chat.id, chat_members.c.user_id == user_id)
+        .returning(chat_members.c.user_id)
+    )
+    if removed is None:
+        return False
+    if user_id == chat.owner_id:
+        successor = await _next_owner(conn, chat.id)
+        if successor is not None:
+            await conn.execute(chats.update().where(chats.c.id == chat.id).values(owner_id=successor))
+            await conn.execute(
+                chat_members.update()
+                .where(chat_members.c.chat_id == chat.id, chat_members.c.user_id == successor)
+                .values(role="owner")
+            )
+    await record(
+        conn,
+        events.new_event(
+            events.CHAT_MEMBER_REMOVED,
+            workspace_id=workspace_id,
+            actor_id=actor_id,
+            chat_id=chat.id,
+            data={"chat_id": chat.id, "user_id": user_id, "removed_by": actor_id},
+        ),
+    )
+    return True
+
+
 async def remove_member(ctx: AppContext, caller: AccessClaims, chat_id: int, user_id: int) -> dict[str, int]:
     async with ctx.engine.begin() as conn:
         chat = await chat_and_role(conn, caller, chat_id, lock=True)
@@ -222,32 +260,8 @@ async def remove_member(ctx: AppContext, caller: AccessClaims, chat_id: int, use
                 raise forbidden("Only the chat's owner or an admin can remove people")
             if user_id == chat.owner_id:
                 raise forbidden("The owner cannot be removed")
-        removed = await conn.scalar(
-            chat_members.delete()
-            .where(chat_members.c.chat_id == chat_id, chat_members.c.user_id == user_id)
-            .returning(chat_members.c.user_id)
-        )
-        if removed is None:
+        if not await drop_member(conn, caller.workspace_id, caller.user_id, chat, user_id):
             raise not_found("That user is not a member of this chat")
-        if user_id == chat.owner_id:
-            successor = await _next_owner(conn, chat_id)
-            if successor is not None:
-                await conn.execute(chats.update().where(chats.c.id == chat_id).values(owner_id=successor))
-                await conn.execute(
-                    chat_members.update()
-                    .where(chat_members.c.chat_id == chat_id, chat_members.c.user_id == successor)
-                    .values(role="owner")
-                )
-        await record(
-            conn,
-            events.new_event(
-                events.CHAT_MEMBER_REMOVED,
-                workspace_id=caller.workspace_id,
-                actor_id=caller.user_id,
-                chat_id=chat_id,
-                data={"chat_id": chat_id, "user_id": user_id, "removed_by": caller.user_id},
-            ),
-        )
     ctx.publisher.wake()
     return {"chat_id": chat_id, "user_id": user_id}
 

@@ -136,20 +136,24 @@ async def create_chat(ctx: AppContext, caller: AccessClaims, data: CreateChatReq
         raise validation_error(f"A chat has at most {limits.chat_members_max} members", "members")
 
     async with ctx.engine.begin() as conn:
-        if others:
-            known = set(
-                (
-                    await conn.scalars(
-                        sa.select(workspace_members.c.user_id).where(
-                            workspace_members.c.workspace_id == caller.workspace_id,
-                            workspace_members.c.user_id.in_(others),
-                        )
+        # Share-locked until the commit, so a removal from the workspace waits and then finds the new chat.
+        known = set(
+            (
+                await conn.scalars(
+                    sa.select(workspace_members.c.user_id)
+                    .where(
+                        workspace_members.c.workspace_id == caller.workspace_id,
+                        workspace_members.c.user_id.in_([caller.user_id, *others]),
                     )
-                ).all()
-            )
-            missing = [m for m in others if m not in known]
-            if missing:
-                raise validation_error(f"Not members of this workspace: {missing}", "members")
+                    .with_for_update(read=True)
+                )
+            ).all()
+        )
+        if caller.user_id not in known:
+            raise forbidden("You are no longer a member of this workspace")
+        missing = [m for m in others if m not in known]
+        if missing:
+            raise validation_error(f"Not members of this workspace: {missing}", "members")
         direct_key = None
         if data.chat_type is ChatType.SINGLE:
             pair = sorted([caller.user_id, others[0]])

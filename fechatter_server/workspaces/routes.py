@@ -9,7 +9,14 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from fechatter_core.api import Success, ok
 from fechatter_core.security import AccessClaims
 from fechatter_server.context import AppContext
-from fechatter_server.views import InviteOut, SessionOut, WorkspaceMembershipOut, WorkspaceUserOut
+from fechatter_server.views import (
+    FormerMemberOut,
+    InviteOut,
+    RemovedMemberOut,
+    SessionOut,
+    WorkspaceMembershipOut,
+    WorkspaceUserOut,
+)
 from fechatter_server.workspaces import service
 from fechatter_server.workspaces.schemas import (
     CreateInviteRequest,
@@ -58,6 +65,35 @@ async def set_role(
     return ok(await service.set_role(ctx, caller, user_id, data))
 
 
+@delete(
+    "/workspace/members/{user_id:int}",
+    status_code=HTTP_200_OK,
+    summary="Remove someone from the workspace, or leave it (your own id)",
+    description=(
+        "The owner removes anyone but themselves; an admin removes plain members; anyone but the owner "
+        "leaves; the workspace's bot stays. The person leaves every chat of the workspace except their "
+        "direct messages, which stay whole for the other person (a chat they owned passes to its earliest "
+        "admin, else its earliest member). Their refresh tokens for this workspace are revoked at once; an "
+        "access token already issued runs out within its lifetime (15 minutes by default) and until then "
+        "reaches only their direct messages. Their messages stay, and keep their name through "
+        "GET /api/workspace/former-members. Their open streams get `workspace_member_removed`. "
+        "An invite brings them back."
+    ),
+)
+async def remove_member(
+    ctx: AppContext, caller: AccessClaims, user_id: WorkspaceId
+) -> Success[RemovedMemberOut]:
+    return ok(await service.remove_member(ctx, caller, user_id))
+
+
+@get(
+    "/workspace/former-members",
+    summary="People who left the workspace or were removed from it, for the names on their messages",
+)
+async def list_former_members(ctx: AppContext, caller: AccessClaims) -> Success[list[FormerMemberOut]]:
+    return ok(await service.list_former_members(ctx, caller))
+
+
 @get("/workspaces", summary="Every workspace the caller belongs to, with their role in it")
 async def list_workspaces(ctx: AppContext, caller: AccessClaims) -> Success[list[WorkspaceMembershipOut]]:
     return ok(await service.list_workspaces(ctx, caller))
@@ -98,6 +134,8 @@ router = Router(
         list_invites,
         revoke_invite,
         set_role,
+        remove_member,
+        list_former_members,
         list_workspaces,
         create_workspace,
         join_workspace,

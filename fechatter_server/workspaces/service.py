@@ -10,17 +10,37 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fechatter_core import events
 from fechatter_core.db import sql
-from fechatter_core.db.schema import users, workspace_invites, workspace_members, workspaces
+from fechatter_core.db.schema import (
+    chat_members,
+    chats,
+    refresh_tokens,
+    users,
+    workspace_former_members,
+    workspace_invites,
+    workspace_members,
+    workspaces,
+)
 from fechatter_core.db.sql import Sql
 from fechatter_core.errors import forbidden, not_found, unauthorized, validation_error
+from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
-from fechatter_server.auth.service import create_workspace_row, issue_session, new_invite_code, redeem_invite
+from fechatter_server.auth.service import (
+    create_workspace_row,
+    enter_with_invite,
+    issue_session,
+    new_invite_code,
+)
+from fechatter_server.chats.membership import drop_member
 from fechatter_server.context import AppContext
 from fechatter_server.views import (
+    FormerMemberOut,
     InviteOut,
+    RemovedMemberOut,
     SessionOut,
     UserOut,
     WorkspaceMembershipOut,
@@ -61,6 +81,8 @@ async def get_user(ctx: AppContext, caller: AccessClaims) -> UserOut:
 
 async def list_users(ctx: AppContext, caller: AccessClaims) -> list[WorkspaceUserOut]:
     async with ctx.engine.connect() as conn:
+        if await _role(conn, caller.workspace_id, caller.user_id) is None:
+            raise forbidden("You are no longer a member of this workspace")
         rows = (
             await conn.execute(
                 sa.select(users, workspace_members.c.role)
@@ -177,16 +199,7 @@ async def join_workspace(
     ctx: AppContext, caller: AccessClaims, code: str, user_agent: str | None
 ) -> SessionOut:
     async with ctx.engine.begin() as conn:
-        invite_workspace = await conn.scalar(
-            sa.select(workspace_invites.c.workspace_id).where(workspace_invites.c.code == code.strip())
-        )
-        if invite_workspace is not None and await _role(conn, invite_workspace, caller.user_id) is not None:
-            # Already a member: the invite is not used up, the user just goes there.
-            workspace = (
-                await conn.execute(sa.select(workspaces).where(workspaces.c.id == invite_workspace))
-            ).one()
-        else:
-            workspace = await redeem_invite(conn, code.strip(), caller.user_id)
+        workspace = await enter_with_invite(conn, code.strip(), caller.user_id)
         return await _session_in(ctx, conn, caller.user_id, workspace, user_agent)
 
 
@@ -215,3 +228,133 @@ async def set_role(
             )
         ).one()
     return workspace_user_out(row, caller.workspace_id)
+
+
+async def remove_member(ctx: AppContext, caller: AccessClaims, user_id: int) -> RemovedMemberOut:
+    """Take someone out of the workspace, or leave it (``user_id`` = the caller).
+
+    The owner removes anyone but themselves; an admin removes plain members; anyone but the owner leaves;
+    the workspace's bot stays. In one transaction: the membership goes, the person leaves every chat of
+    the workspace but their direct messages (which stay whole for the other person; as everywhere, a chat
+    they owned passes to its earliest admin, else its earliest member), their sessions in this workspace
+    are revoked, and they are recorded as a former member so their messages keep a name. An access token
+    already issued runs out within its lifetime and then opens nothing here; until then it reaches only
+    their direct messages.
+    """
+    async with ctx.engine.begin() as conn:
+        caller_role = await _role(conn, caller.workspace_id, caller.user_id)
+        if caller_role is None:
+            raise forbidden("You are no longer a member of this workspace")
+        # Locked first, before any chat row: adding people to chats share-locks these rows in the same
+        # order, so one waits for the other and no chat gains the person after they have gone.
+        target = (
+            await conn.execute(
+                sa.select(workspace_members.c.role, users.c.is_bot)
+                .join(users, users.c.id == workspace_members.c.user_id)
+                .where(
+                    workspace_members.c.workspace_id == caller.workspace_id,
+                    workspace_members.c.user_id == user_id,
+                )
+                .with_for_update(of=workspace_members)
+            )
+        ).one_or_none()
+        if target is None:
+            raise not_found("No such member in this workspace")
+        if target.role == "owner":
+            raise forbidden("The workspace owner cannot leave or be removed")
+        if target.is_bot:
+            raise forbidden("The workspace's assistant cannot be removed")
+        leaving = user_id == caller.user_id
+        if not leaving and caller_role not in MANAGERS:
+            raise forbidden("Only the workspace owner or an admin can remove people")
+        if not leaving and target.role == "admin" and caller_role != "owner":
+            raise forbidden("Only the workspace owner can remove an admin")
+        await conn.execute(
+            workspace_members.delete().where(
+                workspace_members.c.workspace_id == caller.workspace_id,
+                workspace_members.c.user_id == user_id,
+            )
+        )
+        chats_left = await _leave_workspace_chats(conn, caller, user_id)
+        await conn.execute(
+            pg_insert(workspace_former_members)
+            .values(
+                workspace_id=caller.workspace_id,
+                user_id=user_id,
+                removed_by=None if leaving else caller.user_id,
+            )
+            .on_conflict_do_update(
+                index_elements=[workspace_former_members.c.workspace_id, workspace_former_members.c.user_id],
+                set_={"removed_by": None if leaving else caller.user_id, "left_at": sa.func.now()},
+            )
+        )
+        await conn.execute(
+            refresh_tokens.update()
+            .where(
+                refresh_tokens.c.user_id == user_id,
+                refresh_tokens.c.workspace_id == caller.workspace_id,
+                refresh_tokens.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=sa.func.now())
+        )
+        await record(
+            conn,
+            events.new_event(
+                events.WORKSPACE_MEMBER_REMOVED,
+                workspace_id=caller.workspace_id,
+                actor_id=caller.user_id,
+                data={
+                    "workspace_id": caller.workspace_id,
+                    "user_id": user_id,
+                    "removed_by": None if leaving else caller.user_id,
+                },
+            ),
+        )
+    ctx.publisher.wake()
+    return RemovedMemberOut(user_id=user_id, chats_left=chats_left)
+
+
+async def _leave_workspace_chats(conn: AsyncConnection, caller: AccessClaims, user_id: int) -> list[int]:
+    """Take ``user_id`` out of the workspace's chats but direct messages; the chat rows are locked in id
+    order, as membership changes lock them, so two removals cannot deadlock."""
+    rows = (
+        await conn.execute(
+            sa.select(chats.c.id, chats.c.owner_id)
+            .join(chat_members, chat_members.c.chat_id == chats.c.id)
+            .where(
+                chat_members.c.user_id == user_id,
+                chats.c.workspace_id == caller.workspace_id,
+                chats.c.chat_type != "Single",
+            )
+            .order_by(chats.c.id)
+            .with_for_update(of=chats)
+        )
+    ).all()
+    left = []
+    for chat in rows:
+        if await drop_member(conn, caller.workspace_id, caller.user_id, chat, user_id):
+            left.append(chat.id)
+    return left
+
+
+async def list_former_members(ctx: AppContext, caller: AccessClaims) -> list[FormerMemberOut]:
+    async with ctx.engine.connect() as conn:
+        if await _role(conn, caller.workspace_id, caller.user_id) is None:
+            raise forbidden("You are no longer a member of this workspace")
+        rows = (
+            await conn.execute(
+                sa.select(
+                    users.c.id,
+                    users.c.fullname,
+                    workspace_former_members.c.left_at,
+                    workspace_former_members.c.removed_by,
+                )
+                .join(workspace_former_members, workspace_former_members.c.user_id == users.c.id)
+                .where(workspace_former_members.c.workspace_id == caller.workspace_id)
+                .order_by(workspace_former_members.c.left_at, users.c.id)
+            )
+        ).all()
+    return [
+        FormerMemberOut(id=r.id, fullname=r.fullname, left_at=iso(r.left_at) or "", removed_by=r.removed_by)
+        for r in rows
+    ]

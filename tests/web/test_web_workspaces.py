@@ -66,9 +66,9 @@ async def test_join_by_invite_switch_and_create_workspaces(
     assert sorted(w["name"] for w in mine.json()["data"]) == ["Acme", "Dan Home", "Side Project"]
 
 
-async def test_an_invite_link_signs_in_then_joins(new_page: NewPage, client: httpx.AsyncClient) -> None:
+async def test_an_invite_link_signs_in_and_joins(new_page: NewPage, client: httpx.AsyncClient) -> None:
     """Someone with an account who is not signed in follows an invite link: "I have an account" signs them
-    in and brings them back to the invite, which they join."""
+    in straight into the invite's workspace."""
     ann = await signup(client, fullname="Ann Owner", workspace_name="Beta Team")
     eve_email = unique_email("eve")
     await signup(client, email=eve_email, password=ui.PASSWORD, fullname="Eve", workspace_name="Eve Home")
@@ -79,9 +79,8 @@ async def test_an_invite_link_signs_in_then_joins(new_page: NewPage, client: htt
     await page.get_by_label("Email").fill(eve_email)
     await page.get_by_label("Password").fill(ui.PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("heading", name="Join a workspace")).to_be_visible()
-    await page.get_by_role("button", name="Join the workspace").click()
     await expect(workspace_home(page, "Beta Team")).to_be_visible()
+    await expect(page.get_by_role("img", name="Connected")).to_be_visible()
 
 
 async def test_open_invites_are_listed_and_can_be_revoked(
@@ -150,3 +149,62 @@ async def test_people_directory_roles_and_a_direct_message(
     await expect(people).to_have_count(1)
     await dialog.get_by_role("button", name="Message Ben Member").click()
     await expect(page.get_by_role("heading", name="Ben Member")).to_be_visible()
+
+
+async def test_removing_someone_and_leaving_a_workspace(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    ann_email, ben_email, cat_email = unique_email("ann"), unique_email("ben"), unique_email("cat")
+    ann = await signup(
+        client, email=ann_email, password=ui.PASSWORD, fullname="Ann Owner", workspace_name="Epsilon"
+    )
+    fields = {"password": ui.PASSWORD}
+    ben = await signup(
+        client, email=ben_email, fullname="Ben Member", invite_code=await invite(client, ann), **fields
+    )
+    await signup(
+        client, email=cat_email, fullname="Cat Member", invite_code=await invite(client, ann), **fields
+    )
+    general = await create_chat(client, ann, [ben], name="general", chat_type="PublicChannel")
+    sent = await client.post(
+        f"/api/chat/{general['id']}/messages", headers=ben.auth, json={"content": "hi from ben"}
+    )
+    assert sent.status_code == 201, sent.text
+
+    ben_page = await new_page()
+    await ui.sign_in(ben_page, ben_email)
+    await expect(ben_page.get_by_role("img", name="Connected")).to_be_visible()
+    page = await new_page()
+    await ui.sign_in(page, ann_email)
+
+    # The owner removes Ben from the People directory.
+    await page.get_by_role("button", name="People", exact=True).click()
+    dialog = page.get_by_role("dialog", name="People")
+    people = dialog.get_by_role("list", name="People of this workspace").get_by_role("listitem")
+    await expect(people.filter(has_text="Ben Member")).to_have_count(1)
+    await expect(dialog.get_by_role("button", name="Remove Ann Owner from the workspace")).to_have_count(0)
+    page.once("dialog", lambda confirm: confirm.accept())
+    await dialog.get_by_role("button", name="Remove Ben Member from the workspace").click()
+    await expect(people.filter(has_text="Ben Member")).to_have_count(0)
+    await dialog.get_by_role("button", name="Close").click()
+
+    # Ben's open tab is signed out at once, and told why.
+    await expect(ben_page.get_by_role("status")).to_have_text("You were removed from Epsilon.")
+    await expect(ben_page.get_by_role("heading", name="Sign in to Fechatter")).to_be_visible()
+    # His message stays, under his name.
+    await page.get_by_role("link", name="general").click()
+    await expect(ui.messages(page).filter(has_text="hi from ben")).to_contain_text("Ben Member (left)")
+
+    # Cat leaves by herself.
+    cat_page = await new_page()
+    await ui.sign_in(cat_page, cat_email)
+    await cat_page.get_by_role("button", name="Workspaces").click()
+    cat_dialog = cat_page.get_by_role("dialog", name="Workspaces")
+    cat_page.once("dialog", lambda confirm: confirm.accept())
+    await cat_dialog.get_by_role("button", name="Leave Epsilon").click()
+    await expect(cat_page.get_by_role("status")).to_have_text("You left Epsilon.")
+    # With no workspace left, signing in says so.
+    await cat_page.get_by_label("Email").fill(cat_email)
+    await cat_page.get_by_label("Password").fill(ui.PASSWORD)
+    await cat_page.get_by_role("button", name="Sign in").click()
+    await expect(cat_page.get_by_role("alert")).to_contain_text("no longer belongs to any workspace")
+    roles = {u["fullname"] for u in (await client.get("/api/users", headers=ann.auth)).json()["data"]}
+    assert "Cat Member" not in roles and "Ben Member" not in roles

@@ -23,6 +23,15 @@ export interface Invite {
   uses: number
 }
 
+/** Someone who left the workspace or was removed (`GET /api/workspace/former-members`): a name for their messages. */
+export interface FormerMember {
+  id: number
+  fullname: string
+  left_at: string
+  /** Who removed them; null when they left by themselves. */
+  removed_by: number | null
+}
+
 /** A workspace the person belongs to, as `GET /api/workspaces` lists them, with their role in it. */
 export interface WorkspaceMembership extends Workspace {
   role: 'owner' | 'admin' | 'member'

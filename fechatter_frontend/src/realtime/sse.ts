@@ -18,6 +18,7 @@ export const EVENT_TYPES = [
   'chat_member_added',
   'chat_member_removed',
   'chat_member_updated',
+  'workspace_member_removed',
   'typing_started',
   'typing_stopped',
   'user_presence',

@@ -31,6 +31,8 @@ export const useAuthStore = defineStore('auth', {
     workspace: null as Workspace | null,
     refreshTimer: null as ReturnType<typeof setTimeout> | null,
     refreshing: null as Promise<boolean> | null,
+    /** Why the last session ended, when the person did not end it (shown on the sign-in page). */
+    notice: '',
   }),
   getters: {
     signedIn: (s) => s.accessToken !== null,
@@ -75,8 +77,12 @@ export const useAuthStore = defineStore('auth', {
       const wait = Math.max(5_000, this.expiresAt - Date.now() - REFRESH_MARGIN_MS)
       this.refreshTimer = setTimeout(() => void this.refresh(), wait)
     },
-    async signin(email: string, password: string) {
-      const { data } = await api.post<Session>('/api/signin', { email, password }, { auth: false })
+    /** Sign in; with an invite code, into that workspace (joining it unless already a member). */
+    async signin(email: string, password: string, inviteCode?: string) {
+      const body: Record<string, string> = { email, password }
+      if (inviteCode) body.invite_code = inviteCode
+      const { data } = await api.post<Session>('/api/signin', body, { auth: false })
+      this.notice = ''
       this.apply(data)
     },
     async signup(fields: { email: string; password: string; fullname: string; workspace_name?: string; invite_code?: string }) {
@@ -140,6 +146,23 @@ export const useAuthStore = defineStore('auth', {
         new_password: newPassword,
       })
       this.apply(data)
+    },
+    /**
+     * The person is no longer in this workspace (removed, or they left it from any device): the session is
+     * over, and the sign-in page says why. Signing in again lands in another workspace of theirs.
+     */
+    leftWorkspace(removedBy: number | null) {
+      if (!this.accessToken) return // already told: the stream's event and the leave's answer both come
+      const name = this.workspace?.name ?? 'the workspace'
+      this.notice = removedBy === null ? `You left ${name}.` : `You were removed from ${name}.`
+      this.clear()
+    },
+    /** Leave the current workspace (not its owner): its chats go, the direct messages stay for the others. */
+    async leaveWorkspace() {
+      const me = this.user?.id
+      if (me === undefined) return
+      await api.del(`/api/workspace/members/${me}`)
+      this.leftWorkspace(null)
     },
     /** End every session of the account, this one included. */
     async logoutEverywhere() {

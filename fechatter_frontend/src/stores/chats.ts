@@ -1,12 +1,14 @@
 import { defineStore } from 'pinia'
 import { api } from '../api/http'
-import type { Chat, ChatMember, ChatType, Invite, Message, UnreadMention, User } from '../api/types'
+import type { Chat, ChatMember, ChatType, FormerMember, Invite, Message, UnreadMention, User } from '../api/types'
 import { useAuthStore } from './auth'
 
 export const useChatsStore = defineStore('chats', {
   state: () => ({
     chats: [] as Chat[],
     users: {} as Record<number, User>,
+    /** People who left the workspace, by id: their messages keep a name. */
+    former: {} as Record<number, FormerMember>,
     channels: [] as Chat[],
     activeChatId: null as number | null,
     loaded: false,
@@ -24,7 +26,10 @@ export const useChatsStore = defineStore('chats', {
   },
   actions: {
     userName(id: number): string {
-      return this.users[id]?.fullname ?? `User ${id}`
+      const user = this.users[id]
+      if (user) return user.fullname
+      const former = this.former[id]
+      return former ? `${former.fullname} (left)` : `User ${id}`
     },
     /** The other person of a direct message (yourself for a note-to-self), or null for other chats. */
     otherMember(chat: Chat): number | null {
@@ -42,17 +47,27 @@ export const useChatsStore = defineStore('chats', {
       return chat.name
     },
     async load() {
-      const [chats, users] = await Promise.all([api.get<Chat[]>('/api/workspace/chats'), api.get<User[]>('/api/users')])
+      const [chats] = await Promise.all([api.get<Chat[]>('/api/workspace/chats'), this.loadUsers()])
       this.chats = chats.data
-      this.users = Object.fromEntries(users.data.map((u) => [u.id, u]))
       this.loaded = true
     },
     async reloadChats() {
       this.chats = (await api.get<Chat[]>('/api/workspace/chats')).data
     },
+    /** The workspace's members, and the names of those who have left it. */
     async loadUsers() {
-      const users = await api.get<User[]>('/api/users')
+      // Former members only name old messages: without them the members still load.
+      const [users, former] = await Promise.all([
+        api.get<User[]>('/api/users'),
+        api.get<FormerMember[]>('/api/workspace/former-members').catch(() => null),
+      ])
       this.users = Object.fromEntries(users.data.map((u) => [u.id, u]))
+      if (former) this.former = Object.fromEntries(former.data.map((f) => [f.id, f]))
+    },
+    /** Take someone out of the workspace (owner or admin); they leave its chats but direct messages. */
+    async removeFromWorkspace(userId: number) {
+      await api.del(`/api/workspace/members/${userId}`)
+      await Promise.all([this.loadUsers(), this.reloadChats()])
     },
     async loadChannels() {
       this.channels = (await api.get<Chat[]>('/api/workspace/channels')).data

@@ -142,8 +142,14 @@ export const useRealtimeStore = defineStore('realtime', {
             chats.chats = chats.chats.filter((c) => c.id !== d.chat_id)
           } else {
             await chats.reloadChats()
-            if (type === 'chat_member_added') await chats.loadUsers()
+            // Someone new to the workspace, or someone who may have left it: names and the people list.
+            if (type !== 'chat_created') await chats.loadUsers()
           }
+          break
+        }
+        case 'workspace_member_removed': {
+          const d = data as { user_id?: number; removed_by?: number | null }
+          if (d.user_id === useAuthStore().user?.id) useAuthStore().leftWorkspace(d.removed_by ?? null)
           break
         }
         case 'typing_started':
