@@ -12,6 +12,44 @@ describe('format', () => {
     ])
   })
 
+  it('finds http and https links, without the punctuation that closes the sentence', () => {
+    const name = (id: number) => `User ${id}`
+    expect(segments('see https://example.com/a?b=1. and (http://x.org/wiki/Foo_(bar)), ok', name)).toEqual([
+      { kind: 'text', text: 'see ' },
+      { kind: 'link', href: 'https://example.com/a?b=1', text: 'https://example.com/a?b=1' },
+      { kind: 'text', text: '. and (' },
+      { kind: 'link', href: 'http://x.org/wiki/Foo_(bar)', text: 'http://x.org/wiki/Foo_(bar)' },
+      { kind: 'text', text: '), ok' },
+    ])
+    // Other schemes stay text: nothing runs script from a message.
+    expect(segments('javascript:alert(1) data:text/html,x ftp://h/f', name)).toEqual([
+      { kind: 'text', text: 'javascript:alert(1) data:text/html,x ftp://h/f' },
+    ])
+    expect(segments('https:// and http://', name).every((p) => p.kind === 'text')).toBe(true)
+    expect(segments('<@3> https://a.b/<@4>', name)).toEqual([
+      { kind: 'mention', userId: 3, text: '@User 3' },
+      { kind: 'text', text: ' ' },
+      { kind: 'link', href: 'https://a.b/', text: 'https://a.b/' },
+      { kind: 'mention', userId: 4, text: '@User 4' },
+    ])
+  })
+
+  it('shows `inline code` and fenced blocks as code, with nothing inside them taken for a link', () => {
+    const name = (id: number) => `User ${id}`
+    expect(segments('run `make test` now', name)).toEqual([
+      { kind: 'text', text: 'run ' },
+      { kind: 'code', text: 'make test' },
+      { kind: 'text', text: ' now' },
+    ])
+    expect(segments('look:\n```python\nprint("https://x.y")\n```\ndone', name)).toEqual([
+      { kind: 'text', text: 'look:\n' },
+      { kind: 'codeblock', text: 'print("https://x.y")' },
+      { kind: 'text', text: '\ndone' },
+    ])
+    expect(segments('a lone ` backtick', name)).toEqual([{ kind: 'text', text: 'a lone ` backtick' }])
+    expect(segments('empty `` ticks', name)).toEqual([{ kind: 'text', text: 'empty `` ticks' }])
+  })
+
   it('splits an escaped search highlight into text parts without HTML', () => {
     expect(highlightParts('a &lt;b&gt; &amp; <mark>zebra</mark> &quot;x&quot;')).toEqual([
       { text: 'a <b> & ', marked: false },

@@ -147,6 +147,27 @@ async def test_upload_an_image_and_see_its_preview(new_page: NewPage, client: ht
     assert await preview.evaluate("img => img.complete && img.naturalWidth") == 2
 
 
+async def test_links_and_code_in_a_message(new_page: NewPage, client: httpx.AsyncClient) -> None:
+    owner, member = await team(client, 2)
+    chat = await create_chat(client, owner, [member], name="formatting")
+    content = "guide at https://example.com/guide?x=1. run `make test`\n```\nline one\nline two\n```"
+    sent = await client.post(
+        f"/api/chat/{chat['id']}/messages", headers=member.auth, json={"content": content}
+    )
+    assert sent.status_code == 201, sent.text
+    address = (await client.get("/api/users/me", headers=owner.auth)).json()["data"]["email"]
+    page = await new_page()
+    await ui.sign_in(page, address)
+    await page.get_by_role("link", name="formatting").click()
+    item = ui.messages(page).filter(has_text="guide at")
+    link = item.get_by_role("link", name="https://example.com/guide?x=1")
+    await expect(link).to_have_attribute("href", "https://example.com/guide?x=1")
+    await expect(link).to_have_attribute("target", "_blank")
+    await expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
+    await expect(item.locator("code").first).to_have_text("make test")
+    await expect(item.locator("pre")).to_have_text("line one\nline two")
+
+
 @pytest.mark.skipif(
     route_missing("GET", "/api/search/messages"),
     reason="GET /api/search/messages (API.md 'Search') is not in the chat API yet; another branch adds it",

@@ -1,21 +1,79 @@
 /** Text helpers: mention tokens, day separators, times. */
 
-export type Segment = { kind: 'text'; text: string } | { kind: 'mention'; userId: number; text: string }
+/**
+ * One piece of a message as shown: plain text, a mention, a link (http and https only), inline code or a
+ * code block. Everything is rendered as text nodes and attributes, never as HTML.
+ */
+export type Segment =
+  | { kind: 'text'; text: string }
+  | { kind: 'mention'; userId: number; text: string }
+  | { kind: 'link'; href: string; text: string }
+  | { kind: 'code'; text: string }
+  | { kind: 'codeblock'; text: string }
 
 const MENTION = /<@(\d+)>/g
+// A fenced block (```…```, over several lines; a language name after the opening fence is dropped) or an
+// inline span (`…` on one line).
+const CODE = /```(?:[\w+-]*[^\S\n]*\n)?([\s\S]+?)\n?```|`([^`\n]+)`/g
+const URL_START = /\bhttps?:\/\/[^\s<>"'`]+/gi
+// Punctuation that ends a sentence rather than the address ("see https://example.com.").
+const TRAILING = /[.,;:!?'"*_]+$/
 
-/** Split message content into plain text and `<@id>` mention tokens, named by `nameOf`. */
-export function segments(content: string, nameOf: (id: number) => string): Segment[] {
+/** The address without what only closes the sentence around it: trailing punctuation, and a closing
+ * bracket that has no opening one inside the address (Wikipedia's `_(film)` keeps its own). */
+function trimUrl(raw: string): string {
+  let url = raw
+  for (;;) {
+    const before = url
+    url = url.replace(TRAILING, '')
+    for (const [open, close] of [['(', ')'], ['[', ']']]) {
+      if (url.endsWith(close) && url.split(close).length > url.split(open).length) url = url.slice(0, -1)
+    }
+    if (url === before) return url
+  }
+}
+
+function links(text: string): Segment[] {
+  const out: Segment[] = []
+  let last = 0
+  for (const match of text.matchAll(URL_START)) {
+    const at = match.index ?? 0
+    const url = trimUrl(match[0])
+    if (!/^https?:\/\/[^/?#]/i.test(url)) continue
+    if (at > last) out.push({ kind: 'text', text: text.slice(last, at) })
+    out.push({ kind: 'link', href: url, text: url })
+    last = at + url.length
+  }
+  if (last < text.length) out.push({ kind: 'text', text: text.slice(last) })
+  return out
+}
+
+function mentionsAndLinks(content: string, nameOf: (id: number) => string): Segment[] {
   const out: Segment[] = []
   let last = 0
   for (const match of content.matchAll(MENTION)) {
     const at = match.index ?? 0
-    if (at > last) out.push({ kind: 'text', text: content.slice(last, at) })
+    if (at > last) out.push(...links(content.slice(last, at)))
     const userId = Number(match[1])
     out.push({ kind: 'mention', userId, text: `@${nameOf(userId)}` })
     last = at + match[0].length
   }
-  if (last < content.length) out.push({ kind: 'text', text: content.slice(last) })
+  if (last < content.length) out.push(...links(content.slice(last)))
+  return out
+}
+
+/** Split message content into what it shows: `<@id>` mention tokens named by `nameOf`, links, code. */
+export function segments(content: string, nameOf: (id: number) => string): Segment[] {
+  const out: Segment[] = []
+  let last = 0
+  for (const match of content.matchAll(CODE)) {
+    const at = match.index ?? 0
+    if (at > last) out.push(...mentionsAndLinks(content.slice(last, at), nameOf))
+    if (match[1] !== undefined) out.push({ kind: 'codeblock', text: match[1] })
+    else out.push({ kind: 'code', text: match[2] })
+    last = at + match[0].length
+  }
+  if (last < content.length) out.push(...mentionsAndLinks(content.slice(last), nameOf))
   return out
 }
 
