@@ -26,6 +26,9 @@ describe('format', () => {
       { kind: 'text', text: 'javascript:alert(1) data:text/html,x ftp://h/f' },
     ])
     expect(segments('https:// and http://', name).every((p) => p.kind === 'text')).toBe(true)
+    // Closing brackets without opening ones close the sentence, however many.
+    const parts = segments(`https://a.b/x${')'.repeat(20_000)}`, name)
+    expect(parts[0]).toEqual({ kind: 'link', href: 'https://a.b/x', text: 'https://a.b/x' })
     expect(segments('<@3> https://a.b/<@4>', name)).toEqual([
       { kind: 'mention', userId: 3, text: '@User 3' },
       { kind: 'text', text: ' ' },

@@ -387,6 +387,23 @@ describe('leaving a workspace', () => {
     realtime.stop()
   })
 
+  it('reloads the people once for a burst of membership events', async () => {
+    signedIn()
+    const calls = installFetch(({ url }) => json(url.pathname === '/api/users' ? [session().user] : []))
+    const chats = useChatsStore()
+    for (let i = 0; i < 30; i++) chats.refreshPeopleSoon()
+    await new Promise((r) => setTimeout(r, 400))
+    expect(calls.filter((c) => c.path === '/api/users')).toHaveLength(1)
+  })
+
+  it('forgets the notice of a session that ended once a new one begins', () => {
+    const auth = signedIn()
+    auth.leftWorkspace(3)
+    expect(auth.notice).toBe('You were removed from W.')
+    auth.apply(session())
+    expect(auth.notice).toBe('')
+  })
+
   it('leaves the workspace by removing oneself, and says so', async () => {
     const auth = signedIn()
     const calls = installFetch(() => json({ user_id: ME, chats_left: [] }))

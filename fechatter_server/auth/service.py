@@ -22,7 +22,7 @@ from fechatter_core.db.schema import (
     workspace_members,
     workspaces,
 )
-from fechatter_core.errors import ApiError, conflict, unauthorized, validation_error
+from fechatter_core.errors import ApiError, conflict, forbidden, unauthorized, validation_error
 from fechatter_core.security import (
     AccessClaims,
     hash_password,
@@ -75,16 +75,28 @@ async def create_workspace_row(conn: AsyncConnection, name: str, owner_id: int) 
 
 
 async def redeem_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
+    """The invite's workspace, joined. A member already just goes there (the invite is not used up, even
+    when it has expired since). The invite row is locked first, so two joins with it by one person (two
+    tabs) take turns, and the second finds the membership the first made."""
     invite = (
         await conn.execute(
             sa.select(workspace_invites).where(workspace_invites.c.code == code).with_for_update()
         )
     ).one_or_none()
-    now = datetime.now(UTC)
-    if (
-        invite is None
-        or invite.expires_at <= now
-        or (invite.max_uses is not None and invite.uses >= invite.max_uses)
+    if invite is None:
+        raise validation_error("The invite code is unknown or has expired", "invite_code")
+    workspace = (
+        await conn.execute(sa.select(workspaces).where(workspaces.c.id == invite.workspace_id))
+    ).one()
+    member = await conn.scalar(
+        sa.select(workspace_members.c.user_id).where(
+            workspace_members.c.workspace_id == invite.workspace_id, workspace_members.c.user_id == user_id
+        )
+    )
+    if member is not None:
+        return workspace
+    if invite.expires_at <= datetime.now(UTC) or (
+        invite.max_uses is not None and invite.uses >= invite.max_uses
     ):
         raise validation_error("The invite code is unknown or has expired", "invite_code")
     await conn.execute(
@@ -98,26 +110,7 @@ async def redeem_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
             workspace_former_members.c.user_id == user_id,
         )
     )
-    return (await conn.execute(sa.select(workspaces).where(workspaces.c.id == invite.workspace_id))).one()
-
-
-async def enter_with_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
-    """The invite's workspace, joined with the invite unless the user is a member already (then the invite
-    is not used up: they just go there)."""
-    invite_workspace = await conn.scalar(
-        sa.select(workspace_invites.c.workspace_id).where(workspace_invites.c.code == code)
-    )
-    if invite_workspace is not None:
-        member = await conn.scalar(
-            sa.select(workspace_members.c.user_id).where(
-                workspace_members.c.workspace_id == invite_workspace, workspace_members.c.user_id == user_id
-            )
-        )
-        if member is not None:
-            return (
-                await conn.execute(sa.select(workspaces).where(workspaces.c.id == invite_workspace))
-            ).one()
-    return await redeem_invite(conn, code, user_id)
+    return workspace
 
 
 async def issue_session(
@@ -210,7 +203,7 @@ async def signin(ctx: AppContext, data: SigninRequest, user_agent: str | None, c
         await ratelimit.clear(ctx.redis, failures_key)
         if data.invite_code:
             # Someone with an account joins (or goes back to) the invite's workspace as they sign in.
-            workspace = await enter_with_invite(conn, data.invite_code.strip(), user.id)
+            workspace = await redeem_invite(conn, data.invite_code.strip(), user.id)
             await conn.execute(
                 users.update().where(users.c.id == user.id).values(default_workspace_id=workspace.id)
             )
@@ -328,11 +321,18 @@ async def change_password(
         ).one()
         if not verify_password(user.password_hash, data.current_password):
             raise ApiError(401, "invalid_credentials", "The current password is incorrect")
+        # The new session is for the token's workspace: only while the caller still belongs to it.
+        workspace = (
+            await conn.execute(
+                sa.select(workspaces)
+                .join(workspace_members, workspace_members.c.workspace_id == workspaces.c.id)
+                .where(workspaces.c.id == caller.workspace_id, workspace_members.c.user_id == caller.user_id)
+            )
+        ).one_or_none()
+        if workspace is None:
+            raise forbidden("You are no longer a member of this workspace")
         await conn.execute(users.update().where(users.c.id == user.id).values(password_hash=new_hash))
         await _revoke_all(conn, user.id)
-        workspace = (
-            await conn.execute(sa.select(workspaces).where(workspaces.c.id == caller.workspace_id))
-        ).one()
         return await issue_session(ctx, conn, user, workspace, user_agent=user_agent)
 
 

@@ -29,6 +29,7 @@ from fechatter_server.chats.schemas import AddMembersRequest, ChatType, SetChatR
 from fechatter_server.chats.service import chat_event_data, load_chat_out
 from fechatter_server.context import AppContext
 from fechatter_server.views import ChatMemberOut, ChatOut, chat_member_out
+from fechatter_server.workspaces.access import require_workspace_member
 
 MANAGERS = ("owner", "admin")
 
@@ -72,8 +73,10 @@ _MEMBERS = (
 async def list_members(ctx: AppContext, caller: AccessClaims, chat_id: int) -> list[ChatMemberOut]:
     async with ctx.engine.connect() as conn:
         chat = await chat_and_role(conn, caller, chat_id)
-        if chat.role is None and chat.chat_type != ChatType.PUBLIC_CHANNEL:
-            raise forbidden("You are not a member of this chat")
+        if chat.role is None:
+            if chat.chat_type != ChatType.PUBLIC_CHANNEL:
+                raise forbidden("You are not a member of this chat")
+            await require_workspace_member(conn, caller)  # a public channel is open to the workspace
         rows = (
             await conn.execute(_MEMBERS.order_by(chat_members.c.joined_at, users.c.id), {"chat_id": chat_id})
         ).all()

@@ -20,6 +20,7 @@ from fechatter_server.chats.schemas import ChatType, CreateChatRequest
 from fechatter_server.context import AppContext
 from fechatter_server.messages.decorate import decorate
 from fechatter_server.views import ChatOut, MessageOut, file_out, iso, message_out, to_builtins
+from fechatter_server.workspaces.access import require_workspace_member
 
 
 class _LastMessage:
@@ -101,8 +102,10 @@ async def get_chat(ctx: AppContext, caller: AccessClaims, chat_id: int) -> ChatO
         row = await load_chat(conn, caller, chat_id)
         if row is None:
             raise not_found("Chat not found")
-        if caller.user_id not in (row.member_ids or []) and row.chat_type != ChatType.PUBLIC_CHANNEL.value:
-            raise forbidden("You are not a member of this chat")
+        if caller.user_id not in (row.member_ids or []):
+            if row.chat_type != ChatType.PUBLIC_CHANNEL.value:
+                raise forbidden("You are not a member of this chat")
+            await require_workspace_member(conn, caller)  # a public channel is open to the workspace
         return (await chats_out(conn, [row]))[0]
 
 
@@ -115,6 +118,7 @@ async def load_chat(conn: Connection, caller: AccessClaims, chat_id: int) -> Any
 async def list_public_channels(ctx: AppContext, caller: AccessClaims) -> list[ChatOut]:
     """Public channels of the workspace, joined or not, for browsing."""
     async with sql.connect(ctx.engine) as conn:
+        await require_workspace_member(conn, caller)
         rows = await PUBLIC_CHANNEL_ROWS.all(conn, user_id=caller.user_id, workspace_id=caller.workspace_id)
         return await chats_out(conn, rows)
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from litestar import Request
 
 from fechatter_core import events
+from fechatter_core.db import sql
 from fechatter_core.db.schema import files
 from fechatter_core.errors import not_found, validation_error
 from fechatter_core.outbox import record
@@ -33,6 +34,7 @@ from fechatter_server.files.sniff import detect, type_allowed
 from fechatter_server.files.storage import BlobStore
 from fechatter_server.files.upload import FIELD, receive_file
 from fechatter_server.views import FileOut, file_out, to_builtins
+from fechatter_server.workspaces.access import require_workspace_member
 
 # Decoding images is CPU work; at most this many run at once, off the event loop.
 _IMAGE_SLOTS = asyncio.Semaphore(2)
@@ -68,6 +70,8 @@ class _ImageFacts:
 
 async def upload(ctx: AppContext, caller: AccessClaims, request: Request[Any, Any, Any]) -> FileOut:
     conf = ctx.settings.files
+    async with sql.connect(ctx.engine) as conn:
+        await require_workspace_member(conn, caller)  # before a byte of the file is stored
     store = store_of(ctx)
     await asyncio.to_thread(store.ensure)
     received = await receive_file(

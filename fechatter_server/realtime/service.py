@@ -9,12 +9,14 @@ import sqlalchemy as sa
 from redis.exceptions import RedisError
 
 from fechatter_core import live
+from fechatter_core.db import sql
 from fechatter_core.db.schema import chat_members, users, workspace_members
 from fechatter_core.errors import ApiError, forbidden
 from fechatter_core.security import AccessClaims
 from fechatter_server.chats.queries import require_member
 from fechatter_server.context import AppContext
 from fechatter_server.realtime.schemas import OnlineUserOut, PresenceOut
+from fechatter_server.workspaces.access import require_workspace_member
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ async def stopped_typing(ctx: AppContext, caller: AccessClaims, chat_id: int) ->
 
 
 async def set_presence(ctx: AppContext, caller: AccessClaims, status: str) -> PresenceOut:
+    async with sql.connect(ctx.engine) as conn:
+        await require_workspace_member(conn, caller)
     try:
         await live.presence_set(
             ctx.redis,
@@ -91,6 +95,7 @@ async def set_presence(ctx: AppContext, caller: AccessClaims, status: str) -> Pr
 
 async def list_presence(ctx: AppContext, caller: AccessClaims) -> list[PresenceOut]:
     async with ctx.engine.connect() as conn:
+        await require_workspace_member(conn, caller)
         user_ids = list(
             (
                 await conn.scalars(
@@ -119,6 +124,7 @@ async def online_users(
             await require_member(conn, caller, chat_id)
             people = sa.select(chat_members.c.user_id).where(chat_members.c.chat_id == chat_id)
         else:
+            await require_workspace_member(conn, caller)
             people = sa.select(workspace_members.c.user_id).where(
                 workspace_members.c.workspace_id == caller.workspace_id
             )

@@ -31,9 +31,9 @@ from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
 from fechatter_server.auth.service import (
     create_workspace_row,
-    enter_with_invite,
     issue_session,
     new_invite_code,
+    redeem_invite,
 )
 from fechatter_server.chats.membership import drop_member
 from fechatter_server.context import AppContext
@@ -49,17 +49,10 @@ from fechatter_server.views import (
     user_out,
     workspace_user_out,
 )
+from fechatter_server.workspaces.access import require_workspace_member, workspace_role
 from fechatter_server.workspaces.schemas import CreateInviteRequest, SetRoleRequest
 
 MANAGERS = ("owner", "admin")
-
-
-async def _role(conn: AsyncConnection, workspace_id: int, user_id: int) -> str | None:
-    return await conn.scalar(
-        sa.select(workspace_members.c.role).where(
-            workspace_members.c.workspace_id == workspace_id, workspace_members.c.user_id == user_id
-        )
-    )
 
 
 _USER = Sql(
@@ -81,8 +74,7 @@ async def get_user(ctx: AppContext, caller: AccessClaims) -> UserOut:
 
 async def list_users(ctx: AppContext, caller: AccessClaims) -> list[WorkspaceUserOut]:
     async with ctx.engine.connect() as conn:
-        if await _role(conn, caller.workspace_id, caller.user_id) is None:
-            raise forbidden("You are no longer a member of this workspace")
+        await require_workspace_member(conn, caller)
         rows = (
             await conn.execute(
                 sa.select(users, workspace_members.c.role)
@@ -97,7 +89,7 @@ async def list_users(ctx: AppContext, caller: AccessClaims) -> list[WorkspaceUse
 async def create_invite(ctx: AppContext, caller: AccessClaims, data: CreateInviteRequest) -> InviteOut:
     hours = data.expires_in_hours or ctx.settings.limits.invite_ttl_hours
     async with ctx.engine.begin() as conn:
-        if await _role(conn, caller.workspace_id, caller.user_id) not in MANAGERS:
+        if await workspace_role(conn, caller.workspace_id, caller.user_id) not in MANAGERS:
             raise forbidden("Only the workspace owner or an admin can invite people")
         expires_at = datetime.now(UTC) + timedelta(hours=hours)
         code = new_invite_code()
@@ -115,7 +107,7 @@ async def create_invite(ctx: AppContext, caller: AccessClaims, data: CreateInvit
 
 async def list_invites(ctx: AppContext, caller: AccessClaims) -> list[InviteOut]:
     async with ctx.engine.connect() as conn:
-        if await _role(conn, caller.workspace_id, caller.user_id) not in MANAGERS:
+        if await workspace_role(conn, caller.workspace_id, caller.user_id) not in MANAGERS:
             raise forbidden("Only the workspace owner or an admin can see invites")
         rows = (
             await conn.execute(
@@ -135,7 +127,7 @@ async def list_invites(ctx: AppContext, caller: AccessClaims) -> list[InviteOut]
 
 async def revoke_invite(ctx: AppContext, caller: AccessClaims, code: str) -> None:
     async with ctx.engine.begin() as conn:
-        if await _role(conn, caller.workspace_id, caller.user_id) not in MANAGERS:
+        if await workspace_role(conn, caller.workspace_id, caller.user_id) not in MANAGERS:
             raise forbidden("Only the workspace owner or an admin can revoke invites")
         deleted = await conn.scalar(
             workspace_invites.delete()
@@ -199,7 +191,7 @@ async def join_workspace(
     ctx: AppContext, caller: AccessClaims, code: str, user_agent: str | None
 ) -> SessionOut:
     async with ctx.engine.begin() as conn:
-        workspace = await enter_with_invite(conn, code.strip(), caller.user_id)
+        workspace = await redeem_invite(conn, code.strip(), caller.user_id)
         return await _session_in(ctx, conn, caller.user_id, workspace, user_agent)
 
 
@@ -207,21 +199,25 @@ async def set_role(
     ctx: AppContext, caller: AccessClaims, user_id: int, data: SetRoleRequest
 ) -> WorkspaceUserOut:
     async with ctx.engine.begin() as conn:
-        if await _role(conn, caller.workspace_id, caller.user_id) != "owner":
+        if await workspace_role(conn, caller.workspace_id, caller.user_id) != "owner":
             raise forbidden("Only the workspace owner can change roles")
-        current = await _role(conn, caller.workspace_id, user_id)
+        current = await workspace_role(conn, caller.workspace_id, user_id)
         if current is None:
             raise not_found("No such member in this workspace")
         if current == "owner":
             raise forbidden("The owner's role cannot be changed")
-        await conn.execute(
+        changed = await conn.scalar(
             workspace_members.update()
             .where(
                 workspace_members.c.workspace_id == caller.workspace_id,
                 workspace_members.c.user_id == user_id,
+                workspace_members.c.role != "owner",
             )
             .values(role=data.role.value)
+            .returning(workspace_members.c.user_id)
         )
+        if changed is None:  # removed (or made owner) since it was read
+            raise not_found("No such member in this workspace")
         row = (
             await conn.execute(
                 sa.select(users, sa.literal(data.role.value).label("role")).where(users.c.id == user_id)
@@ -242,22 +238,29 @@ async def remove_member(ctx: AppContext, caller: AccessClaims, user_id: int) -> 
     their direct messages.
     """
     async with ctx.engine.begin() as conn:
-        caller_role = await _role(conn, caller.workspace_id, caller.user_id)
-        if caller_role is None:
-            raise forbidden("You are no longer a member of this workspace")
-        # Locked first, before any chat row: adding people to chats share-locks these rows in the same
-        # order, so one waits for the other and no chat gains the person after they have gone.
-        target = (
-            await conn.execute(
-                sa.select(workspace_members.c.role, users.c.is_bot)
-                .join(users, users.c.id == workspace_members.c.user_id)
-                .where(
-                    workspace_members.c.workspace_id == caller.workspace_id,
-                    workspace_members.c.user_id == user_id,
+        # Both memberships are locked, in user id order (two removals of each other cannot deadlock), and
+        # before any chat row: adding people to chats share-locks these rows first too, so one waits for
+        # the other and no chat gains the person after they have gone. The caller's role is read under the
+        # lock, so an admin demoted or removed meanwhile removes nobody.
+        locked = {
+            row.user_id: row
+            for row in (
+                await conn.execute(
+                    sa.select(workspace_members.c.user_id, workspace_members.c.role, users.c.is_bot)
+                    .join(users, users.c.id == workspace_members.c.user_id)
+                    .where(
+                        workspace_members.c.workspace_id == caller.workspace_id,
+                        workspace_members.c.user_id.in_({caller.user_id, user_id}),
+                    )
+                    .order_by(workspace_members.c.user_id)
+                    .with_for_update(of=workspace_members)
                 )
-                .with_for_update(of=workspace_members)
-            )
-        ).one_or_none()
+            ).all()
+        }
+        if caller.user_id not in locked:
+            raise forbidden("You are no longer a member of this workspace")
+        caller_role = locked[caller.user_id].role
+        target = locked.get(user_id)
         if target is None:
             raise not_found("No such member in this workspace")
         if target.role == "owner":
@@ -339,8 +342,7 @@ async def _leave_workspace_chats(conn: AsyncConnection, caller: AccessClaims, us
 
 async def list_former_members(ctx: AppContext, caller: AccessClaims) -> list[FormerMemberOut]:
     async with ctx.engine.connect() as conn:
-        if await _role(conn, caller.workspace_id, caller.user_id) is None:
-            raise forbidden("You are no longer a member of this workspace")
+        await require_workspace_member(conn, caller)
         rows = (
             await conn.execute(
                 sa.select(

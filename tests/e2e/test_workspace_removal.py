@@ -90,6 +90,8 @@ async def test_a_removed_member_leaves_the_chats_but_direct_messages_stay(client
     # The chat they owned passed to its earliest remaining member (its owner-to-be has the role too).
     owned_now = (await client.get(f"/api/chat/{owned['id']}", headers=stayer.auth)).json()["data"]
     assert owned_now["owner_id"] == owner.id and leaver.id not in owned_now["member_ids"]
+    roles = (await client.get(f"/api/chat/{owned['id']}/members", headers=stayer.auth)).json()["data"]
+    assert {m["id"]: m["role"] for m in roles}[owner.id] == "owner"
     # Their messages stay where they were, and the direct message stays whole for the other person.
     history = (await client.get(f"/api/chat/{channel['id']}/messages", headers=stayer.auth)).json()["data"]
     assert said["id"] in {m["id"] for m in history}
@@ -118,11 +120,37 @@ async def test_a_removed_member_has_no_session_left_in_the_workspace(client: htt
     for token in (leaver.refresh_token, second["refresh_token"]):
         refused = await client.post("/api/refresh", json={"refresh_token": token})
         assert refused.status_code == 401
-    # The access token they still hold opens nothing of the workspace beyond their direct messages.
-    assert (await client.get("/api/users", headers=leaver.auth)).status_code == 403
+    # The access token they still hold opens nothing of the workspace beyond their direct messages: not
+    # its people, its public channels, presence, uploads, nor a new session through a password change.
+    channel = await create_chat(client, owner, [], name="open to all", chat_type="PublicChannel")
+    refused = {
+        "people": await client.get("/api/users", headers=leaver.auth),
+        "channels": await client.get("/api/workspace/channels", headers=leaver.auth),
+        "a channel": await client.get(f"/api/chat/{channel['id']}", headers=leaver.auth),
+        "its members": await client.get(f"/api/chat/{channel['id']}/members", headers=leaver.auth),
+        "presence": await client.get("/api/presence", headers=leaver.auth),
+        "away": await client.post("/api/presence", headers=leaver.auth, json={"status": "away"}),
+        "online": await client.get("/online-users", headers=leaver.auth),
+        "upload": await client.post(
+            "/api/files", headers=leaver.auth, files={"file": ("a.txt", b"hello", "text/plain")}
+        ),
+        "new chat": await client.post(
+            "/api/workspace/chats",
+            headers=leaver.auth,
+            json={"name": "mine", "chat_type": "PublicChannel", "members": []},
+        ),
+        "password": await client.post(
+            "/api/users/change-password",
+            headers=leaver.auth,
+            json={"current_password": PASSWORD, "new_password": "another pw 1"},
+        ),
+    }
+    assert {what: r.status_code for what, r in refused.items()} == dict.fromkeys(refused, 403)
+    assert all(r.json()["error"]["code"] == "forbidden" for r in refused.values())
     assert (await client.get("/api/users/me", headers=leaver.auth)).status_code == 401
-    group = {"name": "mine", "chat_type": "PublicChannel", "members": []}
-    assert (await client.post("/api/workspace/chats", headers=leaver.auth, json=group)).status_code == 403
+    # The refused password change changed nothing.
+    kept = await client.post("/api/signin", json={"email": email, "password": "another pw 1"})
+    assert kept.status_code == 401
     # With no workspace left, signing in says why, and only once the password is right.
     wrong = await client.post("/api/signin", json={"email": email, "password": "not the password"})
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_credentials"
@@ -218,3 +246,19 @@ async def test_adding_someone_while_they_are_removed_never_leaves_them_in_a_chat
         for chat in chats:
             now = (await client.get(f"/api/chat/{chat['id']}", headers=owner.auth)).json()["data"]
             assert target.id not in now["member_ids"]
+
+
+async def test_joining_twice_at_once_with_one_invite_joins_once(client: httpx.AsyncClient) -> None:
+    owner = await signup(client, workspace_name="Joined")
+    visitor = await signup(client, workspace_name="Home")
+    code = await invite(client, owner)
+    joins = await asyncio.gather(
+        *(
+            client.post("/api/workspaces/join", headers=visitor.auth, json={"invite_code": code})
+            for _ in range(4)
+        )
+    )
+    assert [r.status_code for r in joins] == [200] * 4, [r.text for r in joins]
+    invites = (await client.get("/api/workspace/invites", headers=owner.auth)).json()["data"]
+    assert next(i for i in invites if i["code"] == code)["uses"] == 1
+    assert visitor.id in await member_ids(client, owner)

@@ -17,20 +17,26 @@ const MENTION = /<@(\d+)>/g
 const CODE = /```(?:[\w+-]*[^\S\n]*\n)?([\s\S]+?)\n?```|`([^`\n]+)`/g
 const URL_START = /\bhttps?:\/\/[^\s<>"'`]+/gi
 // Punctuation that ends a sentence rather than the address ("see https://example.com.").
-const TRAILING = /[.,;:!?'"*_]+$/
+const TRAILING = new Set(['.', ',', ';', ':', '!', '?', "'", '"', '*', '_'])
+const CLOSING: Record<string, string> = { ')': '(', ']': '[' }
 
 /** The address without what only closes the sentence around it: trailing punctuation, and a closing
- * bracket that has no opening one inside the address (Wikipedia's `_(film)` keeps its own). */
+ * bracket that has no opening one inside the address (Wikipedia's `_(film)` keeps its own). One pass from
+ * the end, with the brackets counted once, so a long run of them costs no more than its length. */
 function trimUrl(raw: string): string {
-  let url = raw
-  for (;;) {
-    const before = url
-    url = url.replace(TRAILING, '')
-    for (const [open, close] of [['(', ')'], ['[', ']']]) {
-      if (url.endsWith(close) && url.split(close).length > url.split(open).length) url = url.slice(0, -1)
-    }
-    if (url === before) return url
+  const count = (c: string) => raw.split(c).length - 1
+  const open: Record<string, number> = { '(': count('('), '[': count('[') }
+  const close: Record<string, number> = { ')': count(')'), ']': count(']') }
+  let end = raw.length
+  while (end > 0) {
+    const c = raw[end - 1]
+    if (TRAILING.has(c)) end--
+    else if (c in CLOSING && close[c] > open[CLOSING[c]]) {
+      close[c]--
+      end--
+    } else break
   }
+  return raw.slice(0, end)
 }
 
 function links(text: string): Segment[] {

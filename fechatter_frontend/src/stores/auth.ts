@@ -57,6 +57,7 @@ export const useAuthStore = defineStore('auth', {
       }
     },
     apply(session: Session) {
+      this.notice = '' // a new session: whatever ended the last one is old news
       this.accessToken = session.access_token
       this.refreshToken = session.refresh_token
       this.expiresAt = Date.now() + session.expires_in * 1000
@@ -82,7 +83,6 @@ export const useAuthStore = defineStore('auth', {
       const body: Record<string, string> = { email, password }
       if (inviteCode) body.invite_code = inviteCode
       const { data } = await api.post<Session>('/api/signin', body, { auth: false })
-      this.notice = ''
       this.apply(data)
     },
     async signup(fields: { email: string; password: string; fullname: string; workspace_name?: string; invite_code?: string }) {

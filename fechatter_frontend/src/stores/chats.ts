@@ -3,6 +3,9 @@ import { api } from '../api/http'
 import type { Chat, ChatMember, ChatType, FormerMember, Invite, Message, UnreadMention, User } from '../api/types'
 import { useAuthStore } from './auth'
 
+const PEOPLE_RELOAD_DELAY_MS = 300
+let peopleTimer: ReturnType<typeof setTimeout> | null = null
+
 export const useChatsStore = defineStore('chats', {
   state: () => ({
     chats: [] as Chat[],
@@ -63,6 +66,17 @@ export const useChatsStore = defineStore('chats', {
       ])
       this.users = Object.fromEntries(users.data.map((u) => [u.id, u]))
       if (former) this.former = Object.fromEntries(former.data.map((f) => [f.id, f]))
+    },
+    /**
+     * Reload the people soon, once for a burst of membership events (a removal from the workspace comes as
+     * one event per chat the person was in).
+     */
+    refreshPeopleSoon() {
+      if (peopleTimer !== null) return
+      peopleTimer = setTimeout(() => {
+        peopleTimer = null
+        void this.loadUsers().catch(() => {})
+      }, PEOPLE_RELOAD_DELAY_MS)
     },
     /** Take someone out of the workspace (owner or admin); they leave its chats but direct messages. */
     async removeFromWorkspace(userId: number) {

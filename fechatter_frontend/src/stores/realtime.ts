@@ -143,7 +143,7 @@ export const useRealtimeStore = defineStore('realtime', {
           } else {
             await chats.reloadChats()
             // Someone new to the workspace, or someone who may have left it: names and the people list.
-            if (type !== 'chat_created') await chats.loadUsers()
+            if (type !== 'chat_created') chats.refreshPeopleSoon()
           }
           break
         }
