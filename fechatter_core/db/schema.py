@@ -159,6 +159,9 @@ messages = sa.Table(
             persisted=True,
         ),
     ),
+    # Migration 0008: every pair of adjacent words as one token (``release_build``), so that a quoted phrase
+    # is one index lookup instead of the intersection of its words' lists, long for common words.
+    sa.Column("search_pairs", TSVECTOR, sa.Computed("fechatter_word_pairs(content)", persisted=True)),
     # Migration 0006: false only when the message has no such row, so decorating a message skips the lookups
     # that would find nothing. Kept by AFTER INSERT triggers on the three tables and never cleared; a
     # decoration row is never moved to another message (no trigger watches updates of message_id).
@@ -179,10 +182,13 @@ sa.Index(
     postgresql_ops={"content": "gin_trgm_ops"},
 )
 sa.Index("messages_search_tsv_idx", messages.c.search_tsv, postgresql_using="gin")
-# What reads of messages select: every column but the search vector, which only search conditions use, and
+sa.Index("messages_search_pairs_idx", messages.c.search_pairs, postgresql_using="gin")
+# What reads of messages select: every column but the search vectors, which only search conditions use, and
 # the decoration flags, which only the decoration reads (fechatter_server/messages/decorate.py).
 MESSAGE_COLUMNS = tuple(
-    c for c in messages.c if c.name not in ("search_tsv", "has_files", "has_reactions", "has_mentions")
+    c
+    for c in messages.c
+    if c.name not in ("search_tsv", "search_pairs", "has_files", "has_reactions", "has_mentions")
 )
 
 message_edits = sa.Table(

@@ -7,7 +7,9 @@ its English stem (``search_tsv @@ plainto_tsquery('english', word)``; ``search_t
 of migration 0005, with its own GIN index), so "study" finds "studies". pg_trgm needs three characters to
 use its index, so a two-character CJK text is matched through the CJK character pairs ``search_tsv`` also
 holds (the same messages as the substring rule, found by the index); other one- or two-character terms are
-checked by scanning the messages that the other conditions leave.
+checked by scanning the messages that the other conditions leave. A quoted phrase of ASCII words is
+looked up through ``search_pairs`` (migration 0008: every pair of adjacent words as one token), whose list
+for the pair is short even when both words are in most messages.
 
 Order: messages where every word occurs as a word (or its stem) and every phrase as words in a row come
 first; messages that match only through a substring (``ploy`` inside "deploy") follow them, newest
@@ -23,6 +25,7 @@ more. Deletion is a condition of the search statement: a deleted message is neve
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +74,23 @@ def prefix_tsquery(texts: tuple[str, ...]) -> str | None:
     return " | ".join(f"'{w}':*" for w in words)
 
 
+_PAIRABLE = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)+")
+
+
+def pairs_tsquery(text: str) -> str | None:
+    """``'release_build':*`` for the phrase "release build": the tokens of ``search_pairs`` (migration 0008)
+    that every message holding the phrase as words in a row has. The last pair is a prefix (the phrase
+    "release build" is in "release builds"). None when the phrase is not two or more ASCII words separated
+    by single spaces (its exact text could then fall across other word boundaries)."""
+    lowered = text.lower()
+    if not _PAIRABLE.fullmatch(lowered):
+        return None
+    words = lowered.split(" ")
+    pairs = [f"'{a}_{b}'" for a, b in itertools.pairwise(words)]
+    pairs[-1] += ":*"
+    return " & ".join(pairs)
+
+
 @dataclass(frozen=True)
 class TextMatch:
     """How one word or phrase of a query is matched: ``full`` is the rule of the module docstring, ``word``
@@ -100,9 +120,17 @@ def text_match(text: str, *, is_term: bool, has_lexemes: bool) -> TextMatch:
     # A phrase: its words in a row in the vector, then the exact text (the vector holds stems). The text is
     # checked on the messages the vector finds: written on ``content || ''`` so that the planner does not
     # also intersect the trigram index, whose lists for common words cover much of the table.
-    in_a_row = messages.c.search_tsv.op("@@")(sa.func.phraseto_tsquery(_ENGLISH, text))
+    phrase = sa.func.phraseto_tsquery(_ENGLISH, text)
     exact_text = (messages.c.content + sa.literal("")).ilike(like_pattern(text), escape="\\")
-    return TextMatch(full=substring, word=sa.and_(in_a_row, exact_text))
+    pairs = pairs_tsquery(text)
+    if pairs is None:
+        return TextMatch(full=substring, word=sa.and_(messages.c.search_tsv.op("@@")(phrase), exact_text))
+    # Its pairs of adjacent words find the few messages that hold them (one short list per pair, where the
+    # words' own lists are long); the words in a row and the exact text are then checked on those alone.
+    # ``ts_match_vq`` is the @@ operator as a function, which the planner cannot send to the index.
+    candidates = messages.c.search_pairs.op("@@")(sa.cast(pairs, TSQUERY))
+    in_a_row = sa.func.ts_match_vq(messages.c.search_tsv, phrase)
+    return TextMatch(full=substring, word=sa.and_(candidates, in_a_row, exact_text))
 
 
 def filter_conditions(

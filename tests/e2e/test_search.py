@@ -254,6 +254,24 @@ async def test_whole_word_matches_come_before_substring_matches(sc: httpx.AsyncC
     assert [h["message"]["id"] for h in hits] == [phrase["id"]]
 
 
+async def test_a_phrase_as_words_in_a_row_whatever_separates_them_or_ends_them(sc: httpx.AsyncClient) -> None:
+    if sc.engine != "postgres":  # type: ignore[attr-defined]
+        pytest.skip("Meilisearch matches words, not substrings")
+    alice, bob = await team(sc, 2)
+    chat = await create_chat(sc, alice, [bob])
+    key = word()
+    ending = await post(sc, alice, chat["id"], f"{key} releases tonight")
+    underscored = await post(sc, alice, chat["id"], f"ship_{key} release now")
+    upper = await post(sc, alice, chat["id"], f"{key.upper()} RELEASE")
+    # The newest, but the phrase's text only starts inside a longer word.
+    inside = await post(sc, alice, chat["id"], f"x{key} release")
+    not_in_a_row = await post(sc, alice, chat["id"], f"{key}, release")
+    hits = [h["message"]["id"] for h in await found(sc, bob, f'"{key} release"')]
+    assert set(hits[:3]) == {ending["id"], underscored["id"], upper["id"]}
+    assert hits[3:] == [inside["id"]]
+    assert not_in_a_row["id"] not in hits
+
+
 async def test_pages_of_substring_matches_never_repeat_or_skip(sc: httpx.AsyncClient) -> None:
     if sc.engine != "postgres":  # type: ignore[attr-defined]
         pytest.skip("Meilisearch matches words, not substrings")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fechatter_core.errors import ApiError
 from fechatter_core.settings import SearchSettings
 from fechatter_server.search.highlight import highlight, marked_to_html
-from fechatter_server.search.postgres import like_pattern, prefix_tsquery
+from fechatter_server.search.postgres import like_pattern, pairs_tsquery, prefix_tsquery
 from fechatter_server.search.query import ParsedQuery, parse_query
 
 LIMITS = SearchSettings()
@@ -114,3 +114,15 @@ def test_like_pattern_and_tsquery_literals_are_well_formed(text: str) -> None:
     query = prefix_tsquery((text,))
     if query is not None:
         assert "\\" not in query and query.count("'") % 2 == 0
+    pairs = pairs_tsquery(text)
+    if pairs is not None:
+        # only ASCII words, so the literal needs no escaping
+        assert re.fullmatch(r"'[a-z0-9]+_[a-z0-9]+'( & '[a-z0-9]+_[a-z0-9]+')*:\*", pairs)
+
+
+def test_pairs_of_a_phrase() -> None:
+    assert pairs_tsquery("Release Build") == "'release_build':*"
+    assert pairs_tsquery("ship the v2 build") == "'ship_the' & 'the_v2' & 'v2_build':*"
+    # one word, punctuation, double spaces, non-ASCII: the phrase is found without the pairs
+    for text in ("release", "release, build", "release  build", "café au lait", "北京 开会", " a b"):
+        assert pairs_tsquery(text) is None
