@@ -115,6 +115,7 @@ async def load(conn: asyncpg.Connection, args: argparse.Namespace, rng: random.R
     # The search indexes are built after the load (same result, much faster than maintaining them row by row).
     await conn.execute("DROP INDEX messages_content_trgm_idx")
     await conn.execute("DROP INDEX messages_search_tsv_idx")
+    await conn.execute("DROP INDEX messages_search_pairs_idx")
     start = datetime.now(UTC) - timedelta(days=365)
     seqs = dict.fromkeys(range(1, args.chats + 1), 0)
     batch: list[tuple] = []
@@ -142,6 +143,7 @@ async def load(conn: asyncpg.Connection, args: argparse.Namespace, rng: random.R
     await conn.executemany("UPDATE chats SET last_seq = $2 WHERE id = $1", list(seqs.items()))
     await conn.execute("CREATE INDEX messages_content_trgm_idx ON messages USING gin (content gin_trgm_ops)")
     await conn.execute("CREATE INDEX messages_search_tsv_idx ON messages USING gin (search_tsv)")
+    await conn.execute("CREATE INDEX messages_search_pairs_idx ON messages USING gin (search_pairs)")
     await conn.execute("VACUUM ANALYZE")
     return await describe(conn)
 

@@ -74,16 +74,19 @@ def prefix_tsquery(texts: tuple[str, ...]) -> str | None:
     return " | ".join(f"'{w}':*" for w in words)
 
 
-_PAIRABLE = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)+")
+# Words of 200 characters or more are not paired (migration 0008), so a phrase holding one is not either.
+_PAIRABLE = re.compile(r"[a-z0-9]{1,199}(?: [a-z0-9]{1,199})+")
 
 
 def pairs_tsquery(text: str) -> str | None:
     """``'release_build':*`` for the phrase "release build": the tokens of ``search_pairs`` (migration 0008)
     that every message holding the phrase as words in a row has. The last pair is a prefix (the phrase
-    "release build" is in "release builds"). None when the phrase is not two or more ASCII words separated
-    by single spaces (its exact text could then fall across other word boundaries)."""
+    "release build" is in "release builds"). None when the phrase is not two or more ASCII words (each under
+    200 characters) separated by single spaces (its exact text could then fall across other word
+    boundaries)."""
     lowered = text.lower()
-    if not _PAIRABLE.fullmatch(lowered):
+    # ASCII before lowering too: a few other letters lower to ASCII ones (the Kelvin sign to "k").
+    if not text.isascii() or not _PAIRABLE.fullmatch(lowered):
         return None
     words = lowered.split(" ")
     pairs = [f"'{a}_{b}'" for a, b in itertools.pairwise(words)]

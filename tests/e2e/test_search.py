@@ -272,6 +272,20 @@ async def test_a_phrase_as_words_in_a_row_whatever_separates_them_or_ends_them(s
     assert not_in_a_row["id"] not in hits
 
 
+async def test_a_message_with_a_very_long_word_is_sent_and_found(sc: httpx.AsyncClient) -> None:
+    """A pasted key or blob is one word of thousands of characters: longer than PostgreSQL indexes as one
+    word, which must not refuse the message."""
+    alice, bob = await team(sc, 2)
+    chat = await create_chat(sc, alice, [bob])
+    key = word()
+    blob = "A" * 3000
+    message = await post(sc, alice, chat["id"], f"{key} token {blob}B done")
+    assert [h["message"]["id"] for h in await eventually_found(sc, bob, key, 1)] == [message["id"]]
+    assert [h["message"]["id"] for h in await found(sc, bob, f'"{key} token"')] == [message["id"]]
+    if sc.engine == "postgres":  # type: ignore[attr-defined]  # Meilisearch matches words, not substrings
+        assert [h["message"]["id"] for h in await found(sc, bob, f'{key} "AAAB done"')] == [message["id"]]
+
+
 async def test_pages_of_substring_matches_never_repeat_or_skip(sc: httpx.AsyncClient) -> None:
     if sc.engine != "postgres":  # type: ignore[attr-defined]
         pytest.skip("Meilisearch matches words, not substrings")

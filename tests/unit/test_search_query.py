@@ -124,5 +124,15 @@ def test_pairs_of_a_phrase() -> None:
     assert pairs_tsquery("Release Build") == "'release_build':*"
     assert pairs_tsquery("ship the v2 build") == "'ship_the' & 'the_v2' & 'v2_build':*"
     # one word, punctuation, double spaces, non-ASCII: the phrase is found without the pairs
-    for text in ("release", "release, build", "release  build", "café au lait", "北京 开会", " a b"):
+    long_word = "k" * 200
+    for text in (
+        "release",
+        "release, build",
+        "release  build",
+        "café au lait",
+        "北京 开会",
+        " a b",
+        f"a {long_word}",
+        "\u212a b",
+    ):
         assert pairs_tsquery(text) is None
