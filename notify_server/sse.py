@@ -28,10 +28,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Histogram
 
+from fechatter_core.db import sql
 from fechatter_core.errors import ApiError, unauthorized, validation_error
 from fechatter_core.events import user_log_subject
 from fechatter_core.security import AccessClaims, TokenError, bearer_token, verify_access_token
 from fechatter_core.web import send_api_error
+from fechatter_core.workspace_access import require_workspace_member
 from notify_server import frames
 from notify_server.connections import Connection
 from notify_server.context import NotifyContext
@@ -352,6 +354,10 @@ class SseEndpoint:
             if ctx is None:
                 raise ApiError(503, "unavailable", "The event stream is starting; try again shortly")
             claims, last_id = _opening(scope, ctx)
+            async with sql.connect(ctx.engine) as conn:
+                # A token that outlived its holder's membership opens no stream: it would mark them online
+                # and bring the workspace's presence.
+                await require_workspace_member(conn, claims)
             connection = None
             if scope["method"] == "GET":
                 connection = await ctx.registry.open(claims.user_id, claims.workspace_id)

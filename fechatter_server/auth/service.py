@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -99,10 +100,19 @@ async def redeem_invite(conn: AsyncConnection, code: str, user_id: int) -> Any:
         invite.max_uses is not None and invite.uses >= invite.max_uses
     ):
         raise validation_error("The invite code is unknown or has expired", "invite_code")
+    # Another invite to the same workspace may be joining this person at the same moment: then the
+    # membership is theirs already and this invite is not used.
+    joined = await conn.scalar(
+        pg_insert(workspace_members)
+        .values(workspace_id=invite.workspace_id, user_id=user_id)
+        .on_conflict_do_nothing()
+        .returning(workspace_members.c.user_id)
+    )
+    if joined is None:
+        return workspace
     await conn.execute(
         workspace_invites.update().where(workspace_invites.c.code == code).values(uses=invite.uses + 1)
     )
-    await conn.execute(workspace_members.insert().values(workspace_id=invite.workspace_id, user_id=user_id))
     # Back again: no longer a former member.
     await conn.execute(
         workspace_former_members.delete().where(

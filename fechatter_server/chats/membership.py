@@ -24,12 +24,12 @@ from fechatter_core.db.schema import chat_members, chats, users, workspace_membe
 from fechatter_core.errors import forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
+from fechatter_core.workspace_access import require_workspace_member
 from fechatter_server.chats.queries import refuse_if_archived
 from fechatter_server.chats.schemas import AddMembersRequest, ChatType, SetChatRoleRequest, UpdateChatRequest
 from fechatter_server.chats.service import chat_event_data, load_chat_out
 from fechatter_server.context import AppContext
 from fechatter_server.views import ChatMemberOut, ChatOut, chat_member_out
-from fechatter_server.workspaces.access import require_workspace_member
 
 MANAGERS = ("owner", "admin")
 

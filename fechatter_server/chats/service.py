@@ -15,12 +15,12 @@ from fechatter_core.db.sql import Connection
 from fechatter_core.errors import forbidden, not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
+from fechatter_core.workspace_access import require_workspace_member
 from fechatter_server.chats.queries import MY_CHAT_ROWS, ONE_CHAT_ROW, PUBLIC_CHANNEL_ROWS
 from fechatter_server.chats.schemas import ChatType, CreateChatRequest
 from fechatter_server.context import AppContext
 from fechatter_server.messages.decorate import decorate
 from fechatter_server.views import ChatOut, MessageOut, file_out, iso, message_out, to_builtins
-from fechatter_server.workspaces.access import require_workspace_member
 
 
 class _LastMessage:

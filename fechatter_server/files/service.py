@@ -27,6 +27,7 @@ from fechatter_core.db.schema import files
 from fechatter_core.errors import not_found, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
+from fechatter_core.workspace_access import require_workspace_member
 from fechatter_server.context import AppContext
 from fechatter_server.files import images
 from fechatter_server.files.queries import FILE_COLUMNS, readable_file
@@ -34,7 +35,6 @@ from fechatter_server.files.sniff import detect, type_allowed
 from fechatter_server.files.storage import BlobStore
 from fechatter_server.files.upload import FIELD, receive_file
 from fechatter_server.views import FileOut, file_out, to_builtins
-from fechatter_server.workspaces.access import require_workspace_member
 
 # Decoding images is CPU work; at most this many run at once, off the event loop.
 _IMAGE_SLOTS = asyncio.Semaphore(2)

@@ -13,10 +13,10 @@ from fechatter_core.db import sql
 from fechatter_core.db.schema import chat_members, users, workspace_members
 from fechatter_core.errors import ApiError, forbidden
 from fechatter_core.security import AccessClaims
+from fechatter_core.workspace_access import require_workspace_member
 from fechatter_server.chats.queries import require_member
 from fechatter_server.context import AppContext
 from fechatter_server.realtime.schemas import OnlineUserOut, PresenceOut
-from fechatter_server.workspaces.access import require_workspace_member
 
 log = logging.getLogger(__name__)
 

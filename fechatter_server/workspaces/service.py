@@ -29,6 +29,7 @@ from fechatter_core.db.sql import Sql
 from fechatter_core.errors import forbidden, not_found, unauthorized, validation_error
 from fechatter_core.outbox import record
 from fechatter_core.security import AccessClaims
+from fechatter_core.workspace_access import require_workspace_member, workspace_role
 from fechatter_server.auth.service import (
     create_workspace_row,
     issue_session,
@@ -49,7 +50,6 @@ from fechatter_server.views import (
     user_out,
     workspace_user_out,
 )
-from fechatter_server.workspaces.access import require_workspace_member, workspace_role
 from fechatter_server.workspaces.schemas import CreateInviteRequest, SetRoleRequest
 
 MANAGERS = ("owner", "admin")

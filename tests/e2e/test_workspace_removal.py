@@ -217,8 +217,11 @@ async def test_the_removed_persons_stream_is_told_and_ends(
         assert removed == {"workspace_id": owner.workspace_id, "user_id": leaver.id, "removed_by": owner.id}
         _, left_chat = await watcher.next("chat_member_removed")
         assert left_chat["chat_id"] == channel["id"] and left_chat["user_id"] == leaver.id
-        # Nothing of the workspace reaches the removed person's stream after that: it has ended.
+        # Nothing of the workspace reaches the removed person's stream after that: it has ended, and the
+        # access token they still hold opens no other.
         await stream.wait_ended(timeout=5)
+        refused = await client.get("/sse", headers=leaver.auth)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
     finally:
         await stream.close()
         await http.aclose()
@@ -248,17 +251,18 @@ async def test_adding_someone_while_they_are_removed_never_leaves_them_in_a_chat
             assert target.id not in now["member_ids"]
 
 
-async def test_joining_twice_at_once_with_one_invite_joins_once(client: httpx.AsyncClient) -> None:
+async def test_joining_several_times_at_once_joins_once(client: httpx.AsyncClient) -> None:
+    """Two tabs joining with one invite, or with two invites to the same workspace."""
     owner = await signup(client, workspace_name="Joined")
     visitor = await signup(client, workspace_name="Home")
-    code = await invite(client, owner)
+    codes = [await invite(client, owner), await invite(client, owner)]
     joins = await asyncio.gather(
         *(
-            client.post("/api/workspaces/join", headers=visitor.auth, json={"invite_code": code})
-            for _ in range(4)
+            client.post("/api/workspaces/join", headers=visitor.auth, json={"invite_code": codes[i % 2]})
+            for i in range(6)
         )
     )
-    assert [r.status_code for r in joins] == [200] * 4, [r.text for r in joins]
+    assert [r.status_code for r in joins] == [200] * 6, [r.text for r in joins]
     invites = (await client.get("/api/workspace/invites", headers=owner.auth)).json()["data"]
-    assert next(i for i in invites if i["code"] == code)["uses"] == 1
+    assert sum(i["uses"] for i in invites if i["code"] in codes) == 1
     assert visitor.id in await member_ids(client, owner)

@@ -3,7 +3,7 @@
 An access token outlives a removal from the workspace by up to its lifetime (stateless tokens: nothing
 revokes one early). Chat content is guarded by chat membership, which a removal takes away at once; what
 is open to every member of a workspace (its people, its public channels, presence, uploads, a new
-session) checks the workspace membership itself, through this one rule.
+session, the event stream) checks the workspace membership itself, through this one rule.
 """
 
 from __future__ import annotations
