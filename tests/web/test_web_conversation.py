@@ -580,7 +580,11 @@ async def test_notifications_and_the_unread_title(new_page: NewPage, client: htt
     await say(group, f"<@{ben_user.id}> please review")
     await say(direct, "a word in private")
     await expect(ben).to_have_title("(3) Fechatter")
-    await ben.wait_for_function("window.__notes.length >= 2")
+    # Polled from here: page.wait_for_function evaluates its predicate inside the page, which the
+    # client's Content-Security-Policy (no 'unsafe-eval') refuses as soon as it has to wait.
+    async with asyncio.timeout(10):
+        while await ben.evaluate("window.__notes.length") < 2:
+            await asyncio.sleep(0.05)
     notes = await ben.evaluate("window.__notes")
     assert [(n["title"], n["body"]) for n in notes] == [
         (f"{ANN} in standup", "@Ben Reader please review"),
