@@ -26,6 +26,8 @@ describe('format', () => {
       { kind: 'text', text: 'javascript:alert(1) data:text/html,x ftp://h/f' },
     ])
     expect(segments('https:// and http://', name).every((p) => p.kind === 'text')).toBe(true)
+    // An invisible direction control ends the address: what shows is what it opens.
+    expect(segments('https://good.example/\u202egro.live', name)[0]).toEqual({ kind: 'link', href: 'https://good.example/', text: 'https://good.example/' })
     // Closing brackets without opening ones close the sentence, however many.
     const parts = segments(`https://a.b/x${')'.repeat(20_000)}`, name)
     expect(parts[0]).toEqual({ kind: 'link', href: 'https://a.b/x', text: 'https://a.b/x' })

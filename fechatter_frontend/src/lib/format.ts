@@ -15,7 +15,9 @@ const MENTION = /<@(\d+)>/g
 // A fenced block (```…```, over several lines; a language name after the opening fence is dropped) or an
 // inline span (`…` on one line).
 const CODE = /```(?:[\w+-]*[^\S\n]*\n)?([\s\S]+?)\n?```|`([^`\n]+)`/g
-const URL_START = /\bhttps?:\/\/[^\s<>"'`]+/gi
+// An address ends at a space, a quote or a bracket of markup, and at an invisible direction control
+// (U+200E, U+200F, U+202A–U+202E, U+2066–U+2069), which could make it read as another address.
+const URL_START = /\bhttps?:\/\/[^\s<>"'`\u200e\u200f\u202a-\u202e\u2066-\u2069]+/gi
 // Punctuation that ends a sentence rather than the address ("see https://example.com.").
 const TRAILING = new Set(['.', ',', ';', ':', '!', '?', "'", '"', '*', '_'])
 const CLOSING: Record<string, string> = { ')': '(', ']': '[' }
