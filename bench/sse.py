@@ -22,6 +22,7 @@ import asyncio
 import json
 import multiprocessing
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -435,6 +436,7 @@ def main() -> None:
     finally:
         if stack is not None:
             stack.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(report, indent=2))
 
 
