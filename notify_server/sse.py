@@ -335,6 +335,22 @@ async def _stream(
     return False
 
 
+async def _require_member(ctx: NotifyContext, claims: AccessClaims) -> None:
+    """A token that outlived its holder's membership opens no stream: it would mark them online and bring
+    the workspace's presence. Without the database to ask, the client is told to come back (503), as when
+    the stream is starting."""
+    try:
+        async with sql.connect(ctx.engine) as conn:
+            await require_workspace_member(conn, claims)
+    except ApiError:
+        raise
+    except Exception:
+        log.warning("cannot check a workspace membership for an SSE stream", exc_info=True)
+        raise ApiError(
+            503, "unavailable", "The event stream cannot open right now; try again shortly"
+        ) from None
+
+
 class SseEndpoint:
     """``GET /sse`` and ``GET /events``: the signed-in user's events, resumable by Last-Event-ID. Served
     beside the framework on the server's own channels (``fechatter_core.web.DirectRoute``)."""
@@ -354,10 +370,7 @@ class SseEndpoint:
             if ctx is None:
                 raise ApiError(503, "unavailable", "The event stream is starting; try again shortly")
             claims, last_id = _opening(scope, ctx)
-            async with sql.connect(ctx.engine) as conn:
-                # A token that outlived its holder's membership opens no stream: it would mark them online
-                # and bring the workspace's presence.
-                await require_workspace_member(conn, claims)
+            await _require_member(ctx, claims)
             connection = None
             if scope["method"] == "GET":
                 connection = await ctx.registry.open(claims.user_id, claims.workspace_id)
