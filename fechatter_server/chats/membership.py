@@ -9,7 +9,8 @@ The owner makes members admins and admins members again (not in a Single chat, w
 equals); nobody changes the owner's role.
 A new member starts with everything before their arrival read, so joining a busy channel does not bring
 hundreds of unread messages. When the owner leaves, the earliest admin (else the earliest member) becomes
-owner, so a chat with members always has one.
+owner, so a chat with members always has one; the first to join a public channel that everyone has left
+becomes its owner.
 """
 
 from __future__ import annotations
@@ -183,13 +184,23 @@ async def add_members(
         if (count or 0) + len(new) > limit:
             raise validation_error(f"A chat has at most {limit} members", "user_ids")
         if new:
+            # Someone joining a public channel that everyone has left takes it over: otherwise it would
+            # keep as owner a person who is gone, and nobody could rename or archive it.
+            heir = new[0] if not count else None
             await conn.execute(
                 chat_members.insert(),
                 [
-                    {"chat_id": chat_id, "user_id": u, "role": "member", "last_read_seq": chat.last_seq}
+                    {
+                        "chat_id": chat_id,
+                        "user_id": u,
+                        "role": "owner" if u == heir else "member",
+                        "last_read_seq": chat.last_seq,
+                    }
                     for u in new
                 ],
             )
+            if heir is not None:
+                await conn.execute(chats.update().where(chats.c.id == chat_id).values(owner_id=heir))
             for user_id in new:
                 await record(
                     conn,

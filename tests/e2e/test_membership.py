@@ -103,6 +103,23 @@ async def test_public_channels_are_browsed_joined_and_left(client: httpx.AsyncCl
     ]
 
 
+async def test_the_first_to_join_a_public_channel_everyone_left_owns_it(client: httpx.AsyncClient) -> None:
+    alice, bob, carol = await team(client, 3)
+    channel = await create_chat(client, alice, [], chat_type="PublicChannel", name="abandoned")
+    assert (await client.post(f"/api/chat/{channel['id']}/leave", headers=alice.auth)).status_code == 200
+    assert (await client.post(f"/api/chat/{channel['id']}/join", headers=bob.auth)).status_code == 200
+    assert (await client.post(f"/api/chat/{channel['id']}/join", headers=carol.auth)).status_code == 200
+    listed = (await client.get(f"/api/chat/{channel['id']}/members", headers=carol.auth)).json()["data"]
+    assert {m["id"]: m["role"] for m in listed} == {bob.id: "owner", carol.id: "member"}
+    assert (await client.get(f"/api/chat/{channel['id']}", headers=carol.auth)).json()["data"][
+        "owner_id"
+    ] == bob.id
+    renamed = await client.patch(f"/api/chat/{channel['id']}", headers=bob.auth, json={"name": "revived"})
+    assert renamed.status_code == 200, renamed.text
+    refused = await client.patch(f"/api/chat/{channel['id']}", headers=carol.auth, json={"name": "mine"})
+    assert refused.status_code == 403
+
+
 async def test_direct_chats_never_change_members(client: httpx.AsyncClient) -> None:
     alice, bob, carol = await team(client, 3)
     direct = await create_chat(client, alice, [bob], chat_type="Single", name="")
