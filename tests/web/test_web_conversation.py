@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 import httpx
@@ -79,7 +80,9 @@ async def test_an_edit_reaches_the_other_person_live(new_page: NewPage, client: 
     await expect(message(p.ben, "first draft")).to_have_count(0)
     # Only the sender may edit: Ben's tools on Ann's message have no Edit.
     await message(p.ben, "final wording").hover()
-    await expect(message(p.ben, "final wording").get_by_role("button", name="Reply")).to_be_visible()
+    await expect(
+        message(p.ben, "final wording").get_by_role("button", name="Reply", exact=True)
+    ).to_be_visible()
     await expect(
         message(p.ben, "final wording").get_by_role("button", name="Edit", exact=True)
     ).to_have_count(0)
@@ -133,6 +136,81 @@ async def test_a_reply_shows_what_it_replies_to(new_page: NewPage, client: httpx
     response = await client.get(f"/api/chat/{p.chat['id']}/messages", headers=p.ann_user.auth)
     by_content = {m["content"]: m for m in response.json()["data"]}
     assert by_content["noon works"]["reply_to"] == by_content["lunch at noon?"]["id"]
+
+
+async def test_a_thread_opens_beside_the_chat_and_counts_its_replies_live(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    p = await pair_in_chat(new_page, client, "threads")
+    await ui.send(p.ann, "lunch at noon?")
+    await ui.send(p.ann, "or at one")
+    await expect(message(p.ben, "or at one")).to_have_count(1)
+
+    def thread(page: Page) -> Locator:
+        return page.get_by_role("complementary", name="Thread")
+
+    def original(page: Page) -> Locator:
+        # The question itself, not the replies that quote it.
+        return ui.messages(page).filter(has_text="lunch at noon?").first
+
+    await use_tool(p.ben, "lunch at noon?", "Reply in thread")
+    await expect(thread(p.ben).get_by_role("list", name="Original message")).to_contain_text("lunch at noon?")
+    await expect(thread(p.ben).get_by_role("status")).to_have_text("No replies yet")
+    box = thread(p.ben).get_by_role("textbox", name="Reply in thread")
+    await expect(box).to_be_focused()
+    await box.fill("noon works")
+    await box.press("Enter")
+    await expect(thread(p.ben).get_by_role("list", name="Replies")).to_contain_text("noon works")
+    await expect(thread(p.ben).get_by_role("status")).to_have_text("1 reply")
+
+    # Ann sees the count under her message live, and opens the thread from it.
+    await original(p.ann).get_by_role("button", name="1 reply").click()
+    await expect(thread(p.ann).get_by_role("list", name="Replies")).to_contain_text("noon works")
+    await thread(p.ann).get_by_role("textbox", name="Reply in thread").fill("see you there")
+    await thread(p.ann).get_by_role("button", name="Send").click()
+    for page in (p.ann, p.ben):
+        replies_shown = thread(page).get_by_role("list", name="Replies").get_by_role("listitem")
+        await expect(replies_shown).to_have_count(2)
+        await expect(thread(page).get_by_role("status")).to_have_text("2 replies")
+        await expect(original(page).get_by_role("button", name="2 replies")).to_be_visible()
+    # The replies are in the chat as well, quoting what they answer; "or at one" is in no thread.
+    await expect(message(p.ann, "see you there")).to_contain_text("reply to")
+    count_link = re.compile(r"\d+ repl")
+    await expect(message(p.ann, "or at one").get_by_role("button", name=count_link)).to_have_count(0)
+
+    # A deleted reply stays in the thread as deleted and no longer counts, for both.
+    p.ben.once("dialog", lambda dialog: dialog.accept())
+    ben_reply = thread(p.ben).get_by_role("listitem").filter(has_text="noon works")
+    await ben_reply.hover()
+    await ben_reply.get_by_role("button", name="Delete", exact=True).click()
+    for page in (p.ann, p.ben):
+        await expect(thread(page).get_by_role("status")).to_have_text("1 reply")
+        await expect(original(page).get_by_role("button", name="1 reply")).to_be_visible()
+        await expect(thread(page)).to_contain_text("This message was deleted")
+
+    # Escape and the close button put the thread away; the quote of a reply opens it again.
+    await thread(p.ben).get_by_role("textbox", name="Reply in thread").press("Escape")
+    await expect(thread(p.ben)).to_have_count(0)
+    await thread(p.ann).get_by_role("button", name="Close thread").click()
+    await expect(thread(p.ann)).to_have_count(0)
+    await message(p.ann, "see you there").get_by_role("button", name="reply to").click()
+    await expect(thread(p.ann).get_by_role("list", name="Original message")).to_contain_text("lunch at noon?")
+
+    # The server holds the thread as shown.
+    parent_id = next(
+        m["id"]
+        for m in (await client.get(f"/api/chat/{p.chat['id']}/messages", headers=p.ann_user.auth)).json()[
+            "data"
+        ]
+        if m["content"] == "lunch at noon?"
+    )
+    replies = await client.get(
+        f"/api/chat/{p.chat['id']}/messages/{parent_id}/replies", headers=p.ben_user.auth
+    )
+    assert [(m["content"], m["deleted"]) for m in replies.json()["data"]] == [
+        ("", True),
+        ("see you there", False),
+    ]
 
 
 async def test_reactions_are_counted_live_and_toggle(new_page: NewPage, client: httpx.AsyncClient) -> None:
@@ -435,7 +513,7 @@ async def test_chat_details_rename_add_leave_remove_and_archive(
     await message(p.ben, "before the archive").hover()
     own_tools = message(p.ben, "before the archive")
     await expect(own_tools.get_by_role("button", name="Delete")).to_be_visible()
-    await expect(own_tools.get_by_role("button", name="Reply")).to_have_count(0)
+    await expect(own_tools.get_by_role("button", name="Reply", exact=True)).to_have_count(0)
     await expect(own_tools.get_by_role("button", name="Edit", exact=True)).to_have_count(0)
     await about.get_by_role("button", name="Unarchive").click()
     await expect(p.ben.get_by_role("textbox", name="Message", exact=True)).to_be_visible()

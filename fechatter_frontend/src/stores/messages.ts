@@ -97,8 +97,8 @@ export const useMessagesStore = defineStore('messages', {
     filling: {} as Record<number, boolean>,
     /** message id -> reaction toggles of ours still waiting for the server */
     reacting: {} as Record<number, number>,
-    /** chat id -> what was typed there and not sent yet (kept while one looks at other chats) */
-    drafts: {} as Record<number, string>,
+    /** chat id (or `chat:message` for a thread) -> what was typed there and not sent yet (kept while one looks elsewhere) */
+    drafts: {} as Record<string, string>,
   }),
   getters: {
     log: (s) => (chatId: number): ChatLog | undefined => s.logs[chatId],
