@@ -7,6 +7,7 @@ import contextvars
 import logging
 import re
 import sys
+import time
 from typing import TextIO
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -60,8 +61,15 @@ class _TurnBatchingHandler(logging.StreamHandler[TextIO]):
         except Exception:
             self.handleError(record)
             return
+        self._queue(line, record.levelno, record)
+
+    def emit_info_line(self, line: str) -> None:
+        """A line already formatted (see ``info_line``), at INFO."""
+        self._queue(line + self.terminator, logging.INFO, None)
+
+    def _queue(self, line: str, levelno: int, record: logging.LogRecord | None) -> None:
         loop = None
-        if record.levelno < logging.WARNING:
+        if levelno < logging.WARNING:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -69,7 +77,8 @@ class _TurnBatchingHandler(logging.StreamHandler[TextIO]):
         with self.lock:  # type: ignore[union-attr]
             first = not self._pending
             self._pending.append(line)
-            self._last = record
+            if record is not None:
+                self._last = record
         if loop is None:
             self._write_pending()
         elif first:
@@ -92,14 +101,58 @@ class _TurnBatchingHandler(logging.StreamHandler[TextIO]):
         super().flush()
 
 
-def configure_logging(service: str, level: str = "info") -> None:
-    handler = _TurnBatchingHandler(sys.stderr)
+# The handler configure_logging installed and the service it names, for info_line.
+_installed: tuple[_TurnBatchingHandler, str] | None = None
+_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+# The formatted time of the current second: a busy service logs many lines within one.
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _timestamp() -> str:
+    global _stamp
+    now = int(time.time())
+    if _stamp[0] != now:
+        _stamp = (now, time.strftime(_DATE_FORMAT, time.localtime(now)))
+    return _stamp[1]
+
+
+def info_line(logger: logging.Logger, message: str) -> None:
+    """``logger.info(message)`` for a line written on every request (the gateway's access log): the same
+    line, redacted alike, without building a LogRecord and running the formatter, which took about a fifth
+    of the gateway's CPU per proxied request. Whenever anything else would see the record (another
+    handler, a filter: a test capturing logs), it goes the ordinary way."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    installed = _installed
+    root = logging.root
+    if (
+        installed is None
+        or logger.handlers
+        or logger.filters
+        or not logger.propagate
+        or logger.parent is not root
+        or len(root.handlers) != 1
+        or root.handlers[0] is not installed[0]
+        or root.filters
+        or installed[0].filters
+    ):
+        logger.info("%s", message)
+        return
+    handler, service = installed
+    line = f"{_timestamp()} INFO {service} [{request_id_var.get()}] {logger.name}: {message}"
+    handler.emit_info_line(redact(line))
+
+
+def configure_logging(service: str, level: str = "info", stream: TextIO | None = None) -> None:
+    global _installed
+    handler = _TurnBatchingHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(
         _RedactingFormatter(
             f"%(asctime)s %(levelname)s {service} [%(request_id)s] %(name)s: %(message)s",
-            datefmt="%Y-%m-%dT%H:%M:%S",
+            datefmt=_DATE_FORMAT,
         )
     )
+    _installed = (handler, service)
     # The format names no source line, thread or process: skip collecting them for every record (the
     # "Optimization" advice of the logging HOWTO).
     logging._srcfile = None  # type: ignore[attr-defined]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 import typing
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,7 +22,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from fechatter_core.errors import ApiError, code_for_status, error_body
-from fechatter_core.logs import request_id_var
+from fechatter_core.logs import info_line, request_id_var
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("fechatter.access")
@@ -36,6 +36,9 @@ LATENCY = Histogram(
 )
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A client may send any method token: the metrics name these and count the rest as OTHER, so that no
+# client can grow the number of series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 # A route served beside the framework on the connection's own ASGI channels, given the headers every
@@ -92,13 +95,16 @@ class RequestContext:
         self.service = service
         self.access_log = access_log
         self.direct = direct or {}
+        # (method, route, status) -> the request counter and latency histogram of those labels: looking
+        # them up by labels on every request cost more than counting.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _REQUEST_ID_OK.match(incoming) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -147,14 +153,21 @@ class RequestContext:
         route = scope.get("path_template") or "unmatched"
         method = scope["method"]
         elapsed = time.perf_counter() - started
-        REQUESTS.labels(self.service, method, route, str(status)).inc()
-        LATENCY.labels(self.service, method, route).observe(elapsed)
+        key = (method if method in _METHODS else "OTHER", route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                REQUESTS.labels(self.service, key[0], route, str(status)),
+                LATENCY.labels(self.service, key[0], route),
+            )
+        series[0].inc()
+        series[1].observe(elapsed)
         if self.access_log:
             query = scope.get("query_string", b"").decode("latin-1")
             target = scope["path"] + (f"?{query}" if query else "")
             client = scope.get("client") or ("-", 0)
             # The formatter redacts ?access_token= and other secrets before this reaches a file.
-            access_log.info("%s %s %s %d %.1fms", client[0], method, target, status, elapsed * 1000)
+            info_line(access_log, f"{client[0]} {method} {target} {status} {elapsed * 1000:.1f}ms")
 
 
 async def _drain(receive: Receive, limit: int = 64 * 1024 * 1024, seconds: float = 10.0) -> None:

@@ -469,6 +469,17 @@ async def test_metrics_label_routes_by_template(gw: RunningStack) -> None:
     assert "http_request_duration_seconds_bucket" in text
 
 
+async def test_metrics_count_unknown_methods_as_other(gw: RunningStack) -> None:
+    """A client may send any method token; each one must not become a series of its own."""
+    async with client_from(gw) as http:
+        for method in ("BREW", "WHEN"):
+            response = await http.request(method, "/api/users/me")
+            assert response.status_code < 500
+        text = (await http.get("/metrics")).text
+    assert 'method="OTHER"' in text
+    assert 'method="BREW"' not in text and 'method="WHEN"' not in text
+
+
 async def test_gateway_answers_its_own_health_on_both_paths(gw: RunningStack) -> None:
     async with client_from(gw) as http:
         for path in ("/health", "/api/health"):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import re
 import time
 
 import jwt
 import pytest
 
+from fechatter_core import logs
 from fechatter_core.config import load_config
 from fechatter_core.logs import redact
 from fechatter_core.security import (
@@ -175,6 +179,58 @@ def test_redact_leaves_an_at_sign_in_a_path_alone() -> None:
 def test_redact_leaves_ordinary_text_alone() -> None:
     line = "GET /api/chat/1/messages?limit=50 200 in 3.2ms (user 7, http://127.0.0.1:6688)"
     assert redact(line) == line
+
+
+def test_a_fast_access_line_is_the_line_the_formatter_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(logging.root, "handlers", [])
+    monkeypatch.setattr(logs, "_installed", None)
+    level = logging.root.level
+    try:
+        logs.configure_logging("svc", "info", stream=stream)
+        access = logging.getLogger("fechatter.access")
+        message = "127.0.0.1 GET /sse?access_token=eyJsecret 200 0.4ms"
+        token = logs.request_id_var.set("req-1")
+        try:
+            access.info("%s", message)  # through a LogRecord and the formatter
+            made = access.makeRecord
+            records: list[logging.LogRecord] = []
+            monkeypatch.setattr(
+                access, "makeRecord", lambda *a, **k: records.append(made(*a, **k)) or records[-1]
+            )
+            logs.info_line(access, message)  # the fast way: no record at all
+            assert records == []
+        finally:
+            logs.request_id_var.reset(token)
+        logging.root.handlers[0].flush()
+    finally:
+        logging.root.setLevel(level)
+    slow, fast = stream.getvalue().splitlines()
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d ")
+    assert stamp.match(slow) and stamp.match(fast)
+    expected = "INFO svc [req-1] fechatter.access: 127.0.0.1 GET /sse?access_token=[redacted] 200 0.4ms"
+    assert fast[20:] == slow[20:] == expected
+
+
+def test_a_fast_access_line_goes_the_ordinary_way_when_something_else_listens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(logging.root, "handlers", [])
+    monkeypatch.setattr(logs, "_installed", None)
+    level = logging.root.level
+    seen: list[logging.LogRecord] = []
+    try:
+        logs.configure_logging("svc", "info", stream=stream)
+        listener = logging.Handler()
+        listener.emit = seen.append  # type: ignore[method-assign]
+        logging.root.addHandler(listener)
+        logs.info_line(logging.getLogger("fechatter.access"), "GET / 200")
+        logging.root.handlers[0].flush()
+    finally:
+        logging.root.setLevel(level)
+    assert [r.getMessage() for r in seen] == ["GET / 200"]
+    assert stream.getvalue().endswith("fechatter.access: GET / 200\n")
 
 
 # -- gateway routing ---------------------------------------------------------------------------------
