@@ -77,8 +77,7 @@ class _TurnBatchingHandler(logging.StreamHandler[TextIO]):
         with self.lock:  # type: ignore[union-attr]
             first = not self._pending
             self._pending.append(line)
-            if record is not None:
-                self._last = record
+            self._last = record
         if loop is None:
             self._write_pending()
         elif first:
@@ -93,16 +92,16 @@ class _TurnBatchingHandler(logging.StreamHandler[TextIO]):
                 self.stream.write("".join(lines))
                 self.stream.flush()
             except Exception:
-                if self._last is not None:
-                    self.handleError(self._last)
+                # Lines written by info_line have no record of their own: report against a stand-in.
+                self.handleError(self._last or logging.makeLogRecord({"msg": lines[-1].rstrip("\n")}))
 
     def flush(self) -> None:
         self._write_pending()
         super().flush()
 
 
-# The handler configure_logging installed and the service it names, for info_line.
-_installed: tuple[_TurnBatchingHandler, str] | None = None
+# The handler configure_logging installed, its formatter and the service it names, for info_line.
+_installed: tuple[_TurnBatchingHandler, logging.Formatter, str] | None = None
 _DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 # The formatted time of the current second: a busy service logs many lines within one.
 _stamp: tuple[int, str] = (-1, "")
@@ -135,10 +134,12 @@ def info_line(logger: logging.Logger, message: str) -> None:
         or root.handlers[0] is not installed[0]
         or root.filters
         or installed[0].filters
+        or installed[0].level > logging.INFO
+        or installed[0].formatter is not installed[1]
     ):
         logger.info("%s", message)
         return
-    handler, service = installed
+    handler, _, service = installed
     line = f"{_timestamp()} INFO {service} [{request_id_var.get()}] {logger.name}: {message}"
     handler.emit_info_line(redact(line))
 
@@ -146,13 +147,12 @@ def info_line(logger: logging.Logger, message: str) -> None:
 def configure_logging(service: str, level: str = "info", stream: TextIO | None = None) -> None:
     global _installed
     handler = _TurnBatchingHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(
-        _RedactingFormatter(
-            f"%(asctime)s %(levelname)s {service} [%(request_id)s] %(name)s: %(message)s",
-            datefmt=_DATE_FORMAT,
-        )
+    formatter = _RedactingFormatter(
+        f"%(asctime)s %(levelname)s {service} [%(request_id)s] %(name)s: %(message)s",
+        datefmt=_DATE_FORMAT,
     )
-    _installed = (handler, service)
+    handler.setFormatter(formatter)
+    _installed = (handler, formatter, service)
     # The format names no source line, thread or process: skip collecting them for every record (the
     # "Optimization" advice of the logging HOWTO).
     logging._srcfile = None  # type: ignore[attr-defined]

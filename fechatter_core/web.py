@@ -38,7 +38,7 @@ LATENCY = Histogram(
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # A client may send any method token: the metrics name these and count the rest as OTHER, so that no
 # client can grow the number of series.
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 
 # A route served beside the framework on the connection's own ASGI channels, given the headers every
@@ -162,7 +162,7 @@ class RequestContext:
             )
         series[0].inc()
         series[1].observe(elapsed)
-        if self.access_log:
+        if self.access_log and access_log.isEnabledFor(logging.INFO):
             query = scope.get("query_string", b"").decode("latin-1")
             target = scope["path"] + (f"?{query}" if query else "")
             client = scope.get("client") or ("-", 0)

@@ -6,6 +6,7 @@ import io
 import logging
 import re
 import time
+from collections.abc import Iterator
 
 import jwt
 import pytest
@@ -181,31 +182,52 @@ def test_redact_leaves_ordinary_text_alone() -> None:
     assert redact(line) == line
 
 
-def test_a_fast_access_line_is_the_line_the_formatter_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def logging_of_a_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """configure_logging as a service calls it, writing to a buffer; the test process's logging is put
+    back afterwards (its handlers, levels and the module switches configure_logging turns off)."""
     stream = io.StringIO()
     monkeypatch.setattr(logging.root, "handlers", [])
     monkeypatch.setattr(logs, "_installed", None)
-    level = logging.root.level
+    for switch in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, switch, getattr(logging, switch))
+    touched = [
+        logging.root,
+        *(logging.getLogger(name) for name in ("nats", "httpx", "httpcore", "sqlalchemy.engine", "chdb")),
+    ]
+    levels = [logger.level for logger in touched]
+    logs.configure_logging("svc", "info", stream=stream)
+    yield stream
+    for logger, level in zip(touched, levels, strict=True):
+        logger.setLevel(level)
+
+
+def _service_handler_alone() -> None:
+    """Drop the handlers pytest adds to the root logger for the test's own phase (after the fixture), so
+    that the service's handler is the only one listening, as in a service."""
+    logging.root.handlers[:] = logging.root.handlers[:1]
+
+
+def test_a_fast_access_line_is_the_line_the_formatter_writes(
+    logging_of_a_service: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _service_handler_alone()
+    access = logging.getLogger("fechatter.access")
+    message = "127.0.0.1 GET /sse?access_token=eyJsecret 200 0.4ms"
+    token = logs.request_id_var.set("req-1")
     try:
-        logs.configure_logging("svc", "info", stream=stream)
-        access = logging.getLogger("fechatter.access")
-        message = "127.0.0.1 GET /sse?access_token=eyJsecret 200 0.4ms"
-        token = logs.request_id_var.set("req-1")
-        try:
-            access.info("%s", message)  # through a LogRecord and the formatter
-            made = access.makeRecord
-            records: list[logging.LogRecord] = []
-            monkeypatch.setattr(
-                access, "makeRecord", lambda *a, **k: records.append(made(*a, **k)) or records[-1]
-            )
-            logs.info_line(access, message)  # the fast way: no record at all
-            assert records == []
-        finally:
-            logs.request_id_var.reset(token)
-        logging.root.handlers[0].flush()
+        access.info("%s", message)  # through a LogRecord and the formatter
+        made = access.makeRecord
+        records: list[logging.LogRecord] = []
+        monkeypatch.setattr(
+            access, "makeRecord", lambda *a, **k: records.append(made(*a, **k)) or records[-1]
+        )
+        logs.info_line(access, message)  # the fast way: no record at all
+        assert records == []
     finally:
-        logging.root.setLevel(level)
-    slow, fast = stream.getvalue().splitlines()
+        logs.request_id_var.reset(token)
+    logging.root.handlers[0].flush()
+    slow, fast = logging_of_a_service.getvalue().splitlines()
     stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d ")
     assert stamp.match(slow) and stamp.match(fast)
     expected = "INFO svc [req-1] fechatter.access: 127.0.0.1 GET /sse?access_token=[redacted] 200 0.4ms"
@@ -213,24 +235,27 @@ def test_a_fast_access_line_is_the_line_the_formatter_writes(monkeypatch: pytest
 
 
 def test_a_fast_access_line_goes_the_ordinary_way_when_something_else_listens(
-    monkeypatch: pytest.MonkeyPatch,
+    logging_of_a_service: io.StringIO,
 ) -> None:
-    stream = io.StringIO()
-    monkeypatch.setattr(logging.root, "handlers", [])
-    monkeypatch.setattr(logs, "_installed", None)
-    level = logging.root.level
     seen: list[logging.LogRecord] = []
-    try:
-        logs.configure_logging("svc", "info", stream=stream)
-        listener = logging.Handler()
-        listener.emit = seen.append  # type: ignore[method-assign]
-        logging.root.addHandler(listener)
-        logs.info_line(logging.getLogger("fechatter.access"), "GET / 200")
-        logging.root.handlers[0].flush()
-    finally:
-        logging.root.setLevel(level)
+    listener = logging.Handler()
+    listener.emit = seen.append  # type: ignore[method-assign]
+    logging.root.addHandler(listener)
+    logs.info_line(logging.getLogger("fechatter.access"), "GET / 200")
+    logging.root.handlers[0].flush()
     assert [r.getMessage() for r in seen] == ["GET / 200"]
-    assert stream.getvalue().endswith("fechatter.access: GET / 200\n")
+    assert logging_of_a_service.getvalue().endswith("fechatter.access: GET / 200\n")
+
+
+def test_a_fast_access_line_follows_the_handler_when_it_is_changed(logging_of_a_service: io.StringIO) -> None:
+    _service_handler_alone()
+    handler = logging.root.handlers[0]
+    handler.setFormatter(logging.Formatter("%(levelname)s|%(message)s"))
+    logs.info_line(logging.getLogger("fechatter.access"), "GET / 200")
+    handler.setLevel(logging.WARNING)
+    logs.info_line(logging.getLogger("fechatter.access"), "GET /quiet 200")
+    handler.flush()
+    assert logging_of_a_service.getvalue() == "INFO|GET / 200\n"
 
 
 # -- gateway routing ---------------------------------------------------------------------------------
