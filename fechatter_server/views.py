@@ -110,6 +110,10 @@ class MessageOut(msgspec.Struct):
     created_at: str
     edited_at: str | None
     deleted: bool
+    # Replies to this message that are not deleted (migration 0009). A message's event carries the count
+    # at that moment; a new reply does not announce its parent again: a client holding the parent counts
+    # the reply's ``reply_to``.
+    reply_count: int = 0
     # Filled for a page of messages at once by messages/decorate.py.
     reactions: list[ReactionOut] = msgspec.field(default_factory=list)
     mentions: list[int] = msgspec.field(default_factory=list)
@@ -181,6 +185,7 @@ def message_of(
     created_at: datetime,
     edited_at: datetime | None,
     deleted_at: datetime | None,
+    reply_count: int,
 ) -> MessageOut:
     """A message from its columns, in the order of ``MESSAGE_SQL_COLUMNS`` (messages/service.py), so that a
     page of records can be shaped by unpacking each one rather than by reading its columns by name."""
@@ -197,6 +202,7 @@ def message_of(
         created_at=iso(created_at) or "",
         edited_at=iso(edited_at),
         deleted=deleted,
+        reply_count=reply_count,
     )
 
 
@@ -212,6 +218,7 @@ def message_out(row: Any) -> MessageOut:
         row.created_at,
         row.edited_at,
         row.deleted_at,
+        row.reply_count,
     )
 
 

@@ -168,6 +168,8 @@ messages = sa.Table(
     sa.Column("has_files", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("has_reactions", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("has_mentions", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Migration 0009: how many replies (reply_to this message) are not deleted, kept by triggers on messages.
+    sa.Column("reply_count", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.UniqueConstraint("chat_id", "seq", name="messages_chat_seq_key"),
     sa.UniqueConstraint("chat_id", "sender_id", "idempotency_key", name="messages_idempotency_key"),
 )

@@ -24,6 +24,7 @@ CHAT_ROWS = (
            lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.content AS lm_content,
            lm.reply_to AS lm_reply_to, lm.idempotency_key AS lm_idempotency_key,
            lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at, lm.deleted_at AS lm_deleted_at,
+           lm.reply_count AS lm_reply_count,
            __FILES__ AS lm_files
     FROM chats c
     LEFT JOIN chat_members me ON me.chat_id = c.id AND me.user_id = :user_id

@@ -37,6 +37,7 @@ class _LastMessage:
         self.created_at = row.lm_created_at
         self.edited_at = row.lm_edited_at
         self.deleted_at = row.lm_deleted_at
+        self.reply_count = row.lm_reply_count
 
 
 def _last_message(row: Any) -> MessageOut | None:

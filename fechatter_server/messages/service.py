@@ -53,7 +53,7 @@ from fechatter_server.views import (
 # The columns of a message (aliased ``m``) that ``message_out`` reads, for statements written as SQL.
 MESSAGE_SQL_COLUMNS = (
     "m.id, m.chat_id, m.seq, m.sender_id, m.content, m.reply_to, m.idempotency_key, m.created_at, "
-    "m.edited_at, m.deleted_at"
+    "m.edited_at, m.deleted_at, m.reply_count"
 )
 
 

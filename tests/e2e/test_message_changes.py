@@ -240,6 +240,60 @@ async def test_delete_by_sender_and_owner_keeps_the_seq_and_erases_the_text(
     assert last_message["id"] == last["id"] and last_message["content"] == "" and last_message["deleted"]
 
 
+async def test_a_message_counts_its_replies_wherever_it_is_read(client: httpx.AsyncClient) -> None:
+    alice, bob = await team(client)
+    chat = await create_chat(client, alice, [bob])
+    parent = await sent(client, alice, chat["id"], "who is in on friday?")
+    assert parent["reply_count"] == 0
+    # Twelve replies at once from two people, one of them with a file-less retry of the same key.
+    answers = await asyncio.gather(
+        *(
+            send(client, bob if i % 2 else alice, chat["id"], f"me {i}", reply_to=parent["id"])
+            for i in range(12)
+        )
+    )
+    assert [r.status_code for r in answers] == [201] * 12
+    keyed = await sent(client, bob, chat["id"], "me too", reply_to=parent["id"], idempotency_key="k1")
+    retried = await send(client, bob, chat["id"], "me too", reply_to=parent["id"], idempotency_key="k1")
+    assert retried.status_code == 200 and retried.json()["data"]["id"] == keyed["id"]
+    # A reply to a reply counts for the reply, not for the message it answers.
+    nested = await sent(client, alice, chat["id"], "which one?", reply_to=keyed["id"])
+
+    async def count() -> int:
+        return (await listed(client, bob, chat["id"]))[parent["id"]]["reply_count"]
+
+    assert await count() == 13
+    listing = await listed(client, alice, chat["id"])
+    assert listing[keyed["id"]]["reply_count"] == 1 and listing[nested["id"]]["reply_count"] == 0
+
+    # A deleted reply no longer counts; deleting it again changes nothing.
+    assert (await remove(client, bob, chat["id"], keyed["id"])).status_code == 200
+    assert (await remove(client, bob, chat["id"], keyed["id"])).status_code == 200
+    assert await count() == 12
+    # Editing the message or a reply, or reacting, leaves the count alone.
+    assert (await edit(client, alice, chat["id"], parent["id"], "who is in on saturday?")).status_code == 200
+    first = answers[0].json()["data"]
+    assert (await edit(client, alice, chat["id"], first["id"], "me 0, edited")).status_code == 200
+    assert await count() == 12
+
+    # The count is the same on every read that carries the message.
+    replies = (await client.get(message_url(chat["id"], parent["id"], "/replies"), headers=bob.auth)).json()
+    assert len([m for m in replies["data"] if not m["deleted"]]) == 12
+    reacted = await client.post(
+        message_url(chat["id"], parent["id"], "/reactions"), headers=bob.auth, json={"emoji": "👍"}
+    )
+    assert reacted.status_code in (200, 201), reacted.text
+    assert reacted.json()["data"]["reply_count"] == 12
+    pinned = await client.post(message_url(chat["id"], parent["id"], "/pin"), headers=alice.auth)
+    assert pinned.status_code in (200, 201), pinned.text
+    pins = (await client.get(f"/api/chat/{chat['id']}/pins", headers=bob.auth)).json()["data"]
+    assert [p["message"]["reply_count"] for p in pins] == [12]
+    # The parent deleted keeps its count: its replies are still there to be read.
+    deleted = await remove(client, alice, chat["id"], parent["id"])
+    assert deleted.json()["data"]["reply_count"] == 12
+    assert await count() == 12
+
+
 async def test_replies_are_listed_and_paged(client: httpx.AsyncClient) -> None:
     alice, bob, carol = await team(client, 3)
     chat = await create_chat(client, alice, [bob])

@@ -29,6 +29,16 @@ async def fresh_database(stack: RunningStack) -> AsyncIterator[str]:
         await admin.close()
 
 
+@pytest.fixture
+async def connection(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the fresh database, for tests that write rows by plain SQL."""
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["DATABASE_URL"] = database_url

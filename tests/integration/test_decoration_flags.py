@@ -4,10 +4,7 @@ left false over a row would hide a reaction, a file or a mention from every read
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
-import pytest
 
 from tests.integration.conftest import alembic
 
@@ -77,15 +74,6 @@ EXPECTED = {
     "with_reaction": (False, True, False),
     "with_mention": (False, False, True),
 }
-
-
-@pytest.fixture
-async def connection(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def test_upgrade_flags_the_messages_decorated_before_it(

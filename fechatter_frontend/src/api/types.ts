@@ -74,6 +74,8 @@ export interface Message {
   created_at: string
   edited_at: string | null
   deleted: boolean
+  /** Replies not deleted, as the server counted them when it sent this copy (the client counts from its log). */
+  reply_count?: number
   /** `{emoji, count, user_ids}` in order of first use (absent from servers that predate reactions). */
   reactions?: Reaction[]
   /** Ids of the members the text mentions (`<@id>`, or everyone for `@everyone` / `@here`), the sender never. */
