@@ -4,6 +4,7 @@ import type { Chat, Message } from '../src/api/types'
 import { useAuthStore } from '../src/stores/auth'
 import { useChatsStore } from '../src/stores/chats'
 import { firstGap, mergeBySeq, retryTiming, useMessagesStore, wakeRetries } from '../src/stores/messages'
+import { replyCounts } from '../src/lib/threads'
 import { useRealtimeStore } from '../src/stores/realtime'
 import { FakeEventSource, ServerChat, installFetch, json, message } from './fakes'
 
@@ -105,6 +106,29 @@ describe('messages store', () => {
     await store.receive(m5)
     await store.receive(m4)
     expect(store.logs[3].items.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5])
+  })
+
+  it('applies an edit or a delete only within what it holds, so the list keeps no hole (threads count on it)', async () => {
+    signedIn()
+    const server = new ServerChat(5)
+    const [first] = server.add(80)
+    const reply = server.add(1, { reply_to: first.id })[0]
+    installFetch(({ url }) => server.page(url.searchParams))
+    const store = useMessagesStore()
+    await store.open(5)
+    expect(store.logs[5].items[0].seq).toBe(32)
+    // An older message edited: not held, so not added above a hole.
+    await store.changed({ ...first, content: 'edited', edited_at: '2026-01-02T00:00:00Z' })
+    expect(store.logs[5].items[0].seq).toBe(32)
+    expect(firstGap(store.logs[5].items)).toBeNull()
+    // One held is replaced; scrolling up brings the older ones whole, the edit included.
+    await store.changed({ ...reply, deleted: true, content: '', edited_at: '2026-01-02T00:00:00Z' })
+    expect(store.logs[5].items.at(-1)?.deleted).toBe(true)
+    server.messages[0] = { ...first, content: 'edited', edited_at: '2026-01-02T00:00:00Z' }
+    while ((await store.loadOlder(5)) > 0) continue
+    expect(store.logs[5].items.map((m) => m.seq)).toEqual(Array.from({ length: 81 }, (_, i) => i + 1))
+    expect(store.logs[5].items[0].content).toBe('edited')
+    expect(replyCounts(store.logs[5].items).get(first.id)).toBeUndefined()
   })
 
   it('fills a seq gap with `after=` pages', async () => {

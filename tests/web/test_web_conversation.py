@@ -191,6 +191,8 @@ async def test_a_thread_opens_beside_the_chat_and_counts_its_replies_live(
     # Escape and the close button put the thread away; the quote of a reply opens it again.
     await thread(p.ben).get_by_role("textbox", name="Reply in thread").press("Escape")
     await expect(thread(p.ben)).to_have_count(0)
+    # The keyboard is back by the message (its tools, where the thread was opened, hide without a pointer).
+    await expect(original(p.ben).get_by_role("button", name="1 reply")).to_be_focused()
     await thread(p.ann).get_by_role("button", name="Close thread").click()
     await expect(thread(p.ann)).to_have_count(0)
     await message(p.ann, "see you there").get_by_role("button", name="reply to").click()

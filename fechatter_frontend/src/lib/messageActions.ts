@@ -8,6 +8,7 @@ export function useMessageActions(chatId: () => number, error: Ref<string>) {
   const messages = useMessagesStore()
   const pins = usePinsStore()
   async function attempt(action: () => Promise<unknown>, fallback: string) {
+    error.value = ''
     try {
       await action()
     } catch (e) {

@@ -168,6 +168,23 @@ export const useMessagesStore = defineStore('messages', {
       }
       await this.fillGaps(message.chat_id)
     },
+    /**
+     * A message edited or deleted (from the live stream). Only a copy within what we hold is replaced: one
+     * older than the oldest page loaded would sit alone above a hole (scrolling up pages back from the
+     * oldest message held, so the hole would never fill), and the list must stay whole for thread counts.
+     */
+    async changed(message: Message) {
+      const log = this.logs[message.chat_id]
+      if (!log) return
+      if (!log.loaded) {
+        // The first page is on its way: whichever copy is newer wins when it lands.
+        this.insert(message.chat_id, [message])
+        return
+      }
+      const oldest = log.items[0]
+      if (oldest && message.seq < oldest.seq && log.hasMoreBefore) return
+      await this.receive(message)
+    },
     /** Fetch `after=` pages until the list has no hole. One fill per chat at a time. */
     async fillGaps(chatId: number) {
       if (this.filling[chatId]) return
@@ -238,6 +255,8 @@ export const useMessagesStore = defineStore('messages', {
           })
           this.insert(p.chat_id, [data])
           this.pending = this.pending.filter((x) => x.key !== key)
+          // Messages of others may have come in between ours and what we held, ahead of the live stream.
+          if (this.logs[p.chat_id]?.loaded) void this.fillGaps(p.chat_id).catch(() => {})
           return data
         } catch (e) {
           const current = this.pending.find((x) => x.key === key)

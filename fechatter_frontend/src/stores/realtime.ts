@@ -98,7 +98,7 @@ export const useRealtimeStore = defineStore('realtime', {
         case 'message_updated':
         case 'message_deleted': {
           const m = data as Message
-          if (messages.logs[m.chat_id]) messages.insert(m.chat_id, [m])
+          messages.changed(m)
           const chat = chats.byId(m.chat_id)
           if (chat?.last_message?.seq === m.seq) chat.last_message = m
           usePinsStore().messageChanged(m)
