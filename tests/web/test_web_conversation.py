@@ -215,6 +215,33 @@ async def test_a_thread_opens_beside_the_chat_and_counts_its_replies_live(
     ]
 
 
+async def test_joining_a_channel_from_its_page_shows_its_history(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    ann_user, ben_user, emails = await two_people(client)
+    channel = await create_chat(client, ann_user, [], name="town-square", chat_type="PublicChannel")
+    said = await client.post(
+        f"/api/chat/{channel['id']}/messages", headers=ann_user.auth, json={"content": "welcome, all"}
+    )
+    assert said.status_code == 201, said.text
+    ben = await new_page()
+    await ui.sign_in(ben, emails[ben_user.id])
+    # A link to the channel, opened by someone not in it yet.
+    await ben.goto(f"/chat/{channel['id']}")
+    await expect(ben.get_by_role("heading", name="town-square")).to_be_visible()
+    join = ben.get_by_role("button", name="Join town-square")
+    await expect(join).to_be_visible()
+    # Its history is for members only.
+    await expect(ben.get_by_role("alert")).to_contain_text("not a member")
+    await expect(message(ben, "welcome, all")).to_have_count(0)
+    await join.click()
+    await expect(message(ben, "welcome, all")).to_have_count(1)
+    await expect(ben.get_by_role("alert")).to_have_count(0)
+    await ui.send(ben, "glad to be here")
+    await expect(message(ben, "glad to be here")).to_have_count(1)
+    await ui.wait_sent(ben)
+
+
 async def test_reactions_are_counted_live_and_toggle(new_page: NewPage, client: httpx.AsyncClient) -> None:
     p = await pair_in_chat(new_page, client, "reactions")
     await ui.send(p.ben, "ship it?")
