@@ -76,6 +76,11 @@ class Result:
     def cpu_ms_per_request(self, part: str) -> float:
         return 1000 * self.server_cpu.get(part, 0.0) / self.count if self.count else float("nan")
 
+    def rest_cpu_ms_per_request(self) -> float:
+        """The CPU per request of every part of the stack not in CPU_PARTS."""
+        rest = sum(used for part, used in self.server_cpu.items() if part not in CPU_PARTS)
+        return 1000 * rest / self.count if self.count else float("nan")
+
 
 async def closed_loop(
     name: str, clients: int, seconds: float, one: Any, probe: CpuProbe | None = None
@@ -110,7 +115,8 @@ async def closed_loop(
     )
 
 
-# The parts of the stack whose CPU a run reports, by their name in the supervisor's state file.
+# The parts of the stack whose CPU the report shows on their own, by their name in the supervisor's state
+# file; every other process of the stack (notify, NATS, Redis, the bot, analytics) is summed as the rest.
 CPU_PARTS = ("fechatter_server", "gateway", "postgres")
 
 
@@ -120,7 +126,7 @@ class CpuProbe:
 
     def __init__(self, stack: RunningStack) -> None:
         children = stack.state().get("children", {})
-        self.roots = {part: children[part]["pid"] for part in CPU_PARTS if children.get(part, {}).get("pid")}
+        self.roots = {part: child["pid"] for part, child in children.items() if child.get("pid")}
         self.tick = os.sysconf("SC_CLK_TCK")
 
     def read(self) -> dict[str, float]:
@@ -420,7 +426,7 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
         "its next request when the previous one is answered), through the gateway.",
         "",
         "| run | clients | requests/s | p50 ms | p99 ms | errors | client CPU | floor ratio "
-        "| CPU ms/request: chat API, gateway, PostgreSQL |",
+        "| CPU ms/request: chat API, gateway, PostgreSQL, rest |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -430,7 +436,8 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
         lines.append(
             f"| {r.name} | {r.clients} | {r.rate:,.0f} | {r.percentile(50):.1f} | {r.percentile(99):.1f} "
             f"| {r.errors} | {r.client_cpu_percent:.0f}% | {ratio} "
-            f"| {', '.join(f'{r.cpu_ms_per_request(part):.2f}' for part in CPU_PARTS)} |"
+            f"| {', '.join(f'{r.cpu_ms_per_request(part):.2f}' for part in CPU_PARTS)}, "
+            f"{r.rest_cpu_ms_per_request():.2f} |"
         )
     lines += [
         "",
@@ -439,8 +446,9 @@ def report(info: dict[str, str], seconds: float, results: list[Result], profile:
         "through asyncpg (no HTTP, no gateway, no ORM); the ratio is API sends/s ÷ floor sends/s at the same "
         "concurrency. *client CPU*: CPU used by the benchmark process itself, in % of one core — near 100% "
         "would mean the client, not the server, is the limit. *CPU ms/request*: CPU time each part of the "
-        "stack spent per answered request during the run (all its processes); it varies far less than the "
-        "rates when the machine is shared. *(direct)*: straight to the chat API, past the gateway.",
+        "stack spent per answered request during the run (all its processes); *rest* is the other parts "
+        "together (notify, NATS, Redis, the bot, analytics). It varies far less than the rates when the "
+        "machine is shared. *(direct)*: straight to the chat API, past the gateway.",
         "",
         "Profile of the chat API (py-spy, every process of fechatter_server, during the 16-client send run):",
         "",
