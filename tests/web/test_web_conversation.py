@@ -242,6 +242,48 @@ async def test_joining_a_channel_from_its_page_shows_its_history(
     await ui.wait_sent(ben)
 
 
+async def test_a_chat_opens_at_what_is_new_and_offers_the_way_back_down(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    ann_user, ben_user, emails = await two_people(client)
+    chat = await create_chat(client, ann_user, [ben_user], name="catch-up", chat_type="Group")
+    url = f"/api/chat/{chat['id']}/messages"
+
+    async def say(content: str) -> None:
+        said = await client.post(url, headers=ann_user.auth, json={"content": content})
+        assert said.status_code == 201, said.text
+
+    for i in range(3):
+        await say(f"seen {i}")
+    read = await client.post(f"/api/chat/{chat['id']}/read", headers=ben_user.auth, json={"seq": 3})
+    assert read.status_code == 200, read.text
+    for i in range(25):
+        await say(f"fresh {i}\nsecond line\nthird line")  # three lines each: more than a screen of news
+
+    ben = await new_page()
+    await ui.sign_in(ben, emails[ben_user.id])
+    await ben.get_by_role("link", name="catch-up").click()
+    divider = ben.get_by_role("separator", name="New messages")
+    await expect(divider).to_be_in_viewport()
+    # The divider stands between the last message read and the first one not read.
+    items = ben.get_by_role("list", name="Messages")
+    await expect(items.locator("li").filter(has=ben.get_by_text("New messages", exact=True))).to_have_count(1)
+    order = await items.locator(":scope > li").all_inner_texts()
+    at = next(i for i, text in enumerate(order) if text.strip() == "New messages")
+    assert "seen 2" in order[at - 1] and "fresh 0" in order[at + 1]
+
+    # Far from the newest messages, a button leads back down.
+    latest = ben.get_by_role("button", name="Jump to latest")
+    await expect(latest).to_be_visible()
+    await latest.click()
+    await expect(message(ben, "fresh 24")).to_be_in_viewport()
+    await expect(latest).to_have_count(0)
+    # Opened again, everything is read: no divider.
+    await ben.reload()
+    await expect(message(ben, "fresh 24")).to_be_visible()
+    await expect(divider).to_have_count(0)
+
+
 async def test_reactions_are_counted_live_and_toggle(new_page: NewPage, client: httpx.AsyncClient) -> None:
     p = await pair_in_chat(new_page, client, "reactions")
     await ui.send(p.ben, "ship it?")
