@@ -91,6 +91,36 @@ async def test_an_edit_reaches_the_other_person_live(new_page: NewPage, client: 
     await expect(message(p.ben, "final wording")).to_contain_text("(edited)")
 
 
+async def test_arrow_up_in_an_empty_box_edits_ones_last_message(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    p = await pair_in_chat(new_page, client, "quick edits")
+    await ui.send(p.ann, "first thought")
+    await ui.send(p.ann, "teh plan")
+    await ui.send(p.ben, "what plan?")  # the last message of the chat is not Ann's
+    await expect(message(p.ann, "what plan?")).to_have_count(1)
+    await ui.wait_sent(p.ann)
+
+    box = p.ann.get_by_role("textbox", name="Message")
+    await box.press("ArrowUp")
+    editor = p.ann.get_by_role("textbox", name="Edit message")
+    await expect(editor).to_be_focused()
+    await expect(editor).to_have_value("teh plan")
+    await editor.fill("the plan")
+    await editor.press("Enter")
+    await expect(message(p.ben, "the plan")).to_contain_text("(edited)")
+    await expect(box).to_be_focused()
+    # Escape leaves the editor unchanged; with text in the box, ↑ is only a cursor key.
+    await box.press("ArrowUp")
+    await expect(editor).to_be_focused()
+    await editor.press("Escape")
+    await expect(editor).to_have_count(0)
+    await box.fill("draft")
+    await box.press("ArrowUp")
+    await expect(editor).to_have_count(0)
+    await expect(message(p.ann, "first thought")).not_to_contain_text("(edited)")
+
+
 async def test_a_delete_removes_the_message_for_the_other_person(
     new_page: NewPage, client: httpx.AsyncClient
 ) -> None:
