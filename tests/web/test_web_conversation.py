@@ -313,6 +313,18 @@ async def test_a_chat_opens_at_what_is_new_and_offers_the_way_back_down(
     await expect(message(ben, "fresh 24")).to_be_visible()
     await expect(divider).to_have_count(0)
 
+    # Straight to the chat by its address, before the list of chats is loaded: the news still gets its line.
+    await ben.goto("/")
+    await expect(ben.get_by_role("link", name="catch-up")).to_be_visible()
+    await say("later 0")
+    await say("later 1")
+    await expect(ui.unread_badge(ben, "catch-up")).to_be_visible()
+    await ben.goto(f"/chat/{chat['id']}")
+    await expect(divider).to_be_in_viewport()
+    order = await items.locator(":scope > li").all_inner_texts()
+    at = next(i for i, text in enumerate(order) if text.strip() == "New messages")
+    assert "fresh 24" in order[at - 1] and "later 0" in order[at + 1]
+
 
 async def test_reactions_are_counted_live_and_toggle(new_page: NewPage, client: httpx.AsyncClient) -> None:
     p = await pair_in_chat(new_page, client, "reactions")

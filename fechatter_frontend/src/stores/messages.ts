@@ -177,8 +177,9 @@ export const useMessagesStore = defineStore('messages', {
       const log = this.logs[message.chat_id]
       if (!log) return
       if (!log.loaded) {
-        // The first page is on its way: whichever copy is newer wins when it lands.
-        this.insert(message.chat_id, [message])
+        // The first page is on its way: only a copy already held is replaced (whichever is newer wins when
+        // the page lands); any other would sit above the page and have everything between fetched.
+        if (log.items.some((m) => m.seq === message.seq)) this.insert(message.chat_id, [message])
         return
       }
       const oldest = log.items[0]

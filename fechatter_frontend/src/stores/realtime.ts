@@ -98,7 +98,7 @@ export const useRealtimeStore = defineStore('realtime', {
         case 'message_updated':
         case 'message_deleted': {
           const m = data as Message
-          messages.changed(m)
+          await messages.changed(m)
           const chat = chats.byId(m.chat_id)
           if (chat?.last_message?.seq === m.seq) chat.last_message = m
           usePinsStore().messageChanged(m)
