@@ -326,6 +326,30 @@ async def test_a_chat_opens_at_what_is_new_and_offers_the_way_back_down(
     assert "fresh 24" in order[at - 1] and "later 0" in order[at + 1]
 
 
+async def test_writing_on_one_device_reads_the_chat_on_the_others(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    ann_user, ben_user, emails = await two_people(client)
+    chat = await create_chat(client, ann_user, [ben_user], name="two devices", chat_type="Group")
+    laptop, phone = await new_page(), await new_page()
+    for page in (laptop, phone):
+        await ui.sign_in(page, emails[ben_user.id])
+        await expect(page.get_by_role("img", name="Connected")).to_be_visible()
+    said = await client.post(
+        f"/api/chat/{chat['id']}/messages", headers=ann_user.auth, json={"content": "anyone there?"}
+    )
+    assert said.status_code == 201, said.text
+    for page in (laptop, phone):
+        await expect(ui.unread_badge(page, "two devices")).to_have_text("1")
+    # Ben answers from his phone without opening the chat on the laptop: having written there, he has read it.
+    answered = await client.post(
+        f"/api/chat/{chat['id']}/messages", headers=ben_user.auth, json={"content": "here"}
+    )
+    assert answered.status_code == 201, answered.text
+    await expect(ui.unread_badge(laptop, "two devices")).to_have_count(0)
+    await expect(ui.unread_badge(phone, "two devices")).to_have_count(0)
+
+
 async def test_reactions_are_counted_live_and_toggle(new_page: NewPage, client: httpx.AsyncClient) -> None:
     p = await pair_in_chat(new_page, client, "reactions")
     await ui.send(p.ben, "ship it?")

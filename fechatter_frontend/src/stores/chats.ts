@@ -174,7 +174,12 @@ export const useChatsStore = defineStore('chats', {
       chat.last_seq = message.seq
       chat.last_message = message
       const me = useAuthStore().user?.id
-      if (message.sender_id !== me && !visible) {
+      if (message.sender_id === me) {
+        // Sent by us (here or on another device): the server moved our read position to it, so nothing
+        // before it is unread any more, mentions included.
+        chat.unread_count = 0
+        chat.unread_mentions = 0
+      } else if (!visible) {
         chat.unread_count += 1
         if (me !== undefined && message.mentions?.includes(me)) chat.unread_mentions = (chat.unread_mentions ?? 0) + 1
       }
