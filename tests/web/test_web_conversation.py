@@ -350,6 +350,25 @@ async def test_writing_on_one_device_reads_the_chat_on_the_others(
     await expect(ui.unread_badge(phone, "two devices")).to_have_count(0)
 
 
+async def test_a_deleted_message_no_longer_counts_as_unread(
+    new_page: NewPage, client: httpx.AsyncClient
+) -> None:
+    ann_user, ben_user, emails = await two_people(client)
+    chat = await create_chat(client, ann_user, [ben_user], name="second thoughts", chat_type="Group")
+    ben = await new_page()
+    await ui.sign_in(ben, emails[ben_user.id])
+    await expect(ben.get_by_role("img", name="Connected")).to_be_visible()
+    url = f"/api/chat/{chat['id']}/messages"
+    sent = [
+        (await client.post(url, headers=ann_user.auth, json={"content": c})).json()["data"]
+        for c in ("a", "b")
+    ]
+    await expect(ui.unread_badge(ben, "second thoughts")).to_have_text("2")
+    gone = await client.delete(f"{url}/{sent[1]['id']}", headers=ann_user.auth)
+    assert gone.status_code == 200, gone.text
+    await expect(ui.unread_badge(ben, "second thoughts")).to_have_text("1")
+
+
 async def test_reactions_are_counted_live_and_toggle(new_page: NewPage, client: httpx.AsyncClient) -> None:
     p = await pair_in_chat(new_page, client, "reactions")
     await ui.send(p.ben, "ship it?")

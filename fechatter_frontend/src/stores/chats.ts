@@ -91,6 +91,11 @@ export const useChatsStore = defineStore('chats', {
       if (i >= 0) this.chats[i] = chat
       else this.chats.push(chat)
     },
+    /** Fetch one chat again (its counts changed in a way only the server can tell). */
+    async refreshChat(id: number) {
+      const { data } = await api.get<Chat>(`/api/chat/${id}`)
+      this.upsert(data)
+    },
     async ensureChat(id: number): Promise<Chat | undefined> {
       const known = this.byId(id)
       if (known) return known

@@ -101,6 +101,11 @@ export const useRealtimeStore = defineStore('realtime', {
           await messages.changed(m)
           const chat = chats.byId(m.chat_id)
           if (chat?.last_message?.seq === m.seq) chat.last_message = m
+          // A deleted message no longer counts as unread (nor its mention); only the server knows whether
+          // it lay after our read position.
+          if (type === 'message_deleted' && chat && chat.unread_count > 0 && m.sender_id !== useAuthStore().user?.id) {
+            await chats.refreshChat(m.chat_id).catch(() => {})
+          }
           usePinsStore().messageChanged(m)
           break
         }
