@@ -230,7 +230,21 @@ async def test_reindex_command_rebuilds_from_postgres(
     chat = await create_chat(mc, alice, [bob])
     kept = (await send(mc, alice, chat["id"], "kept")).json()["data"]
     gone = (await send(mc, alice, chat["id"], "gone")).json()["data"]
-    await mc.delete(f"/api/chat/{chat['id']}/messages/{gone['id']}", headers=alice.auth)
+    deleted = await mc.delete(f"/api/chat/{chat['id']}/messages/{gone['id']}", headers=alice.auth)
+    assert deleted.status_code == 200, deleted.text
+
+    def removed_live() -> bool:
+        return any(
+            r["path"] == "/indexes/messages/documents/delete-batch" and gone["id"] in r["body"]
+            for r in meili.requests
+        )
+
+    # The live indexer works from the event stream: let it finish with both messages first, so that what
+    # follows is the reindex command's own work.
+    deadline = time.monotonic() + 20
+    while not removed_live():
+        assert time.monotonic() < deadline, "the live indexer never removed the deleted message"
+        await asyncio.sleep(0.05)
     before = len(meili.requests)
     env = {
         **os.environ,
