@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 from tests.stackutil import REPO_ROOT, config_dir_with, free_ports, make_stack, stop_process_group  # noqa: E402
 
 HIGH_LIMITS = """rate_limits:
-  enabled: true
+  enabled: ${GATEWAY_RATE_LIMITS:-true}
   per_ip: { limit: 100000000, window_seconds: 60 }
   auth: { limit: 100000000, window_seconds: 60 }
   send: { limit: 100000000, window_seconds: 60 }

@@ -81,30 +81,37 @@ async def clear(redis: aioredis.Redis, key: str) -> None:
         log.warning("rate limit key not cleared: %s", exc)
 
 
-# Several fixed windows counted in one round trip (the gateway checks address, user and route tier at
-# once: KEYS are the counters, ARGV their windows in seconds). Each key's window starts at its first hit;
-# the reply is [count, ttl] per key, read by ``multi_window_verdicts``.
+# Several fixed windows counted in one round trip (the gateway counts address, user and route tier at once).
+# KEYS are the counters; ARGV holds each key's window in seconds, then each key's limit, then how many
+# requests to take ahead for the caller when the count leaves room (gateway/windows.py). Each key's window
+# starts at its first count. The reply is [count, taken, milliseconds left] per key, read by
+# ``window_counts``: the count includes this request (and what was taken before), not what it took now.
 MULTI_WINDOW_SCRIPT = """
+local n = #KEYS
 local out = {}
 for i, key in ipairs(KEYS) do
   local count = redis.call('INCR', key)
-  local ttl = redis.call('TTL', key)
+  local ttl = redis.call('PTTL', key)
   if ttl < 0 then
-    ttl = tonumber(ARGV[i])
-    redis.call('EXPIRE', key, ttl)
+    ttl = tonumber(ARGV[i]) * 1000
+    redis.call('PEXPIRE', key, ttl)
   end
-  out[2 * i - 1] = count
-  out[2 * i] = ttl
+  local taken = math.min(tonumber(ARGV[2 * n + i]), tonumber(ARGV[n + i]) - count)
+  if taken > 0 then
+    redis.call('INCRBY', key, taken)
+  else
+    taken = 0
+  end
+  out[3 * i - 2] = count
+  out[3 * i - 1] = taken
+  out[3 * i] = ttl
 end
 return out
 """
 
 
-def multi_window_verdicts(rules: list[tuple[str, int, int]], reply: list[int]) -> list[Verdict]:
-    """The verdict of each ``(key, limit, window)`` rule from ``MULTI_WINDOW_SCRIPT``'s reply."""
-    verdicts = []
-    for i, (_, limit, window) in enumerate(rules):
-        count, ttl = int(reply[2 * i]), int(reply[2 * i + 1])
-        ttl = ttl if ttl > 0 else window
-        verdicts.append(Verdict(count <= limit, limit, max(0, limit - count), ttl))
-    return verdicts
+def window_counts(reply: list[int], keys: int) -> list[tuple[int, int, int]]:
+    """``(count, taken, milliseconds left)`` of each key from ``MULTI_WINDOW_SCRIPT``'s reply."""
+    if len(reply) != 3 * keys:
+        raise ValueError(f"expected {3 * keys} numbers from the window script, got {len(reply)}")
+    return [(int(reply[3 * i]), int(reply[3 * i + 1]), max(1, int(reply[3 * i + 2]))) for i in range(keys)]

@@ -249,6 +249,9 @@ class RateRule(_Section, kw_only=True):
 
 class RateLimitSettings(_Section, kw_only=True):
     enabled: bool = True
+    # The share of a limit the gateway takes ahead from Redis at once, to count the next requests without
+    # asking it (gateway/windows.py); 0 counts every request in Redis before answering it.
+    lease_fraction: Annotated[float, msgspec.Meta(ge=0, le=0.5)] = 0.1
     # Every proxied request, per client address.
     per_ip: RateRule = msgspec.field(default_factory=lambda: RateRule(limit=1200, window_seconds=60))
     # Sign-in, sign-up and refresh, per client address (the chat API also limits sign-in per account).

@@ -11,9 +11,10 @@ Every proxied request counts against its client address (``per_ip``) and against
 
 The user is the ``sub`` of the access token, whose signature the gateway checks with the shared key: an
 invalid or expired token is counted by address, and the service answers it with 401. Both counters are
-fixed windows in Redis, checked in one round trip. When Redis cannot be reached the request passes
-(logged once per outage; ``/health`` then reports the gateway degraded): an outage of the limiter must
-not become an outage of the chat.
+fixed windows in Redis, shared by every gateway; most requests are counted from requests the gateway took
+ahead from Redis (``gateway/windows.py`` says when, and what that costs in accuracy). When Redis cannot
+be reached the request passes (logged once per outage; ``/health`` then reports the gateway degraded): an
+outage of the limiter must not become an outage of the chat.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 from litestar.types import Scope
 
 from fechatter_core.pipelined_redis import RedisClient, RedisFailure
-from fechatter_core.ratelimit import MULTI_WINDOW_SCRIPT, Verdict, multi_window_verdicts
+from fechatter_core.ratelimit import Verdict
 from fechatter_core.security import TokenError, bearer_token, verify_access_token
 from fechatter_core.settings import GatewaySettings, RateRule
+from gateway.windows import WindowCounters
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,9 @@ class Limiter:
         self._users: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
         self._skip_until = 0.0
         self.redis_ok = True
+        self.windows = (
+            WindowCounters(redis, settings.rate_limits.lease_fraction) if redis is not None else None
+        )
 
     def user_of(self, scope: Scope) -> str | None:
         """The verified ``sub`` of the request's access token (header, or ``?access_token=`` for SSE)."""
@@ -146,27 +151,32 @@ class Limiter:
 
     async def check(self, scope: Scope, tier: Tier) -> Decision | None:
         """None when nothing was checked (limits off, or Redis unreachable)."""
-        if not self.enabled or self.redis is None:
+        if not self.enabled or self.windows is None:
             return None
         now = time.monotonic()
         if now < self._skip_until:
             return None
         rules = [(key, rule.limit, rule.window_seconds) for key, rule in self._rules(scope, tier)]
-        try:
-            reply = await self.redis.script(
-                MULTI_WINDOW_SCRIPT, [key for key, _, _ in rules], [window for _, _, window in rules]
-            )
-            verdicts = multi_window_verdicts(rules, reply)
-        except (RedisFailure, ValueError, TypeError, IndexError) as exc:
-            self._skip_until = now + RETRY_REDIS_AFTER
-            if self.redis_ok:
-                log.warning("rate limits not checked, Redis unreachable (requests pass): %s", exc)
-            self.redis_ok = False
-            return None
-        if not self.redis_ok:
-            log.warning("rate limits checked again, Redis is back")
-            self.redis_ok = True
+        # Sign-in attempts are always counted in Redis, one by one: the tier that password guessing meets.
+        exact = tier.name == "auth"
+        verdicts = None if exact else self.windows.admit_here(rules, now)
+        if verdicts is None:
+            try:
+                verdicts = await self.windows.count_in_redis(rules, now, lease=not exact)
+            except (RedisFailure, ValueError, TypeError, IndexError) as exc:
+                self.windows.forget()
+                self._redis_failed(exc)
+                return None
+            if not self.redis_ok:
+                log.warning("rate limits checked again, Redis is back")
+                self.redis_ok = True
         return _decide(verdicts)
+
+    def _redis_failed(self, exc: Exception) -> None:
+        self._skip_until = time.monotonic() + RETRY_REDIS_AFTER
+        if self.redis_ok:
+            log.warning("rate limits not checked, Redis unreachable (requests pass): %s", exc)
+        self.redis_ok = False
 
 
 def _decide(verdicts: list[Verdict]) -> Decision:

@@ -1,5 +1,5 @@
 """Fixtures of the integration tests: a fresh, empty database on the session's PostgreSQL, and Alembic run
-on it as ``make db-setup`` runs it."""
+on it as ``make db-setup`` runs it; a redis-server of their own."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
+from tests.integration.redisutil import redis_process
 from tests.stackutil import REPO_ROOT, RunningStack
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    with redis_process(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -4,50 +4,17 @@ one connection, passwords and databases, and a Redis that stops answering."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fechatter_core.pipelined_redis import RedisClient, RedisFailure
-from fechatter_core.ratelimit import MULTI_WINDOW_SCRIPT, multi_window_verdicts
-from fechatter_stack.infra import redis_server_binary
+from fechatter_core.ratelimit import MULTI_WINDOW_SCRIPT, window_counts
+from tests.integration.redisutil import connected
 from tests.stackutil import free_ports
-
-PASSWORD = "client-test-password"
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    (port,) = free_ports(1)
-    directory = tmp_path_factory.mktemp("redis")
-    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
-    argv += ["--requirepass", PASSWORD, "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        yield port, proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGCONT)
-            proc.terminate()
-            proc.wait(10)
-
-
-async def connected(port: int, **options: str | float) -> RedisClient:
-    url = str(options.pop("url", f"redis://127.0.0.1:{port}/3"))
-    client = RedisClient(url, password=PASSWORD, **options)  # type: ignore[arg-type]
-    for _ in range(100):
-        with contextlib.suppress(RedisFailure):
-            await client.ping()
-            return client
-        await asyncio.sleep(0.05)
-    raise AssertionError("redis-server did not start")
 
 
 async def test_the_window_script_counts_and_many_commands_share_one_connection(
@@ -60,12 +27,23 @@ async def test_the_window_script_counts_and_many_commands_share_one_connection(
     keys, windows = [k for k, _, _ in rules], [w for _, _, w in rules]
     # The first call loads the script (EVALSHA fails with NOSCRIPT once), the rest run it by its hash.
     await client.execute("SCRIPT", "FLUSH")
-    replies = await asyncio.gather(*(client.script(MULTI_WINDOW_SCRIPT, keys, windows) for _ in range(200)))
+    limits = [limit for _, limit, _ in rules]
+    args = [*windows, *limits, 0, 0]
+    replies = await asyncio.gather(*(client.script(MULTI_WINDOW_SCRIPT, keys, args) for _ in range(200)))
     counts = sorted(int(reply[0]) for reply in replies)
     assert counts == list(range(1, 201))
-    verdicts = multi_window_verdicts(rules, max(replies, key=lambda reply: int(reply[0])))
-    assert [v.allowed for v in verdicts] == [False, True]
-    assert verdicts[0].remaining == 0 and 0 < verdicts[0].retry_after <= 60
+    last = window_counts(max(replies, key=lambda reply: int(reply[0])), len(keys))
+    assert [(count, taken) for count, taken, _ in last] == [(200, 0), (200, 0)]
+    # Milliseconds left in each key's own window, which began at the first count.
+    assert 59_000 < last[0][2] <= 60_000 and 29_000 < last[1][2] <= 30_000
+    # Requests taken ahead are added to the count, never past the limit.
+    ahead = window_counts(await client.script(MULTI_WINDOW_SCRIPT, keys, [*windows, *limits, 50, 50]), 2)
+    assert [(count, taken) for count, taken, _ in ahead] == [(201, 0), (201, 50)]
+    ahead = window_counts(await client.script(MULTI_WINDOW_SCRIPT, keys, [*windows, *limits, 50, 900]), 2)
+    assert [(count, taken) for count, taken, _ in ahead] == [(202, 0), (252, 748)]
+    assert int(await client.execute("GET", keys[1])) == 1000
+    with pytest.raises(ValueError, match="expected 6 numbers"):
+        window_counts([1, 2], len(keys))
     # The database of the URL was selected, and only one connection was opened for all of it.
     assert await client.execute("EXISTS", key) == 1
     clients = (await client.execute("CLIENT", "LIST")).decode().splitlines()
