@@ -31,6 +31,7 @@ class _Connection(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.pending: deque[asyncio.Future[Any]] = deque()
         self.closed = False
+        self.number = 0  # which of the client's connections it is (RedisClient.connection_number)
         # Commands of one turn of the event loop, written together at its end: under load many requests
         # call in the same turn, and one write (one system call) for all of them costs less than one each.
         self._outgoing: list[bytes] = []
@@ -102,6 +103,14 @@ class RedisClient:
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
         self._scripts: dict[str, str] = {}
+        self._connections_made = 0
+
+    @property
+    def connection_number(self) -> int | None:
+        """Which connection is in use (they are numbered from 1), None while there is none. What a caller
+        learned from Redis over one connection may not hold on the next: Redis may have restarted."""
+        conn = self._conn
+        return conn.number if conn is not None and not conn.closed else None
 
     async def execute(self, *args: str | bytes | int) -> Any:
         """One command's reply (bytes, int, list …). Raises ``RedisFailure``."""
@@ -156,7 +165,9 @@ class RedisClient:
     def _connected(self, attempt: asyncio.Future[_Connection]) -> None:
         self._connecting = None
         if not attempt.cancelled() and attempt.exception() is None:
+            self._connections_made += 1
             self._conn = attempt.result()
+            self._conn.number = self._connections_made
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()

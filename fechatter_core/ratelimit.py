@@ -83,8 +83,9 @@ async def clear(redis: aioredis.Redis, key: str) -> None:
 
 # Several fixed windows counted in one round trip (the gateway counts address, user and route tier at once).
 # KEYS are the counters; ARGV holds each key's window in seconds, then each key's limit, then how many
-# requests to take ahead for the caller when the count leaves room (gateway/windows.py). Each key's window
-# starts at its first count. The reply is [count, taken, milliseconds left] per key, read by
+# requests to take ahead for the caller when the count leaves room (gateway/windows.py); nothing is taken
+# on a window's first count (a counter seen once needs nothing ahead). Each key's window starts at its
+# first count. The reply is [count, taken, milliseconds left] per key, read by
 # ``window_counts``: the count includes this request (and what was taken before), not what it took now.
 MULTI_WINDOW_SCRIPT = """
 local n = #KEYS
@@ -96,11 +97,14 @@ for i, key in ipairs(KEYS) do
     ttl = tonumber(ARGV[i]) * 1000
     redis.call('PEXPIRE', key, ttl)
   end
-  local taken = math.min(tonumber(ARGV[2 * n + i]), tonumber(ARGV[n + i]) - count)
-  if taken > 0 then
-    redis.call('INCRBY', key, taken)
-  else
-    taken = 0
+  local taken = 0
+  if count > 1 then
+    taken = math.min(tonumber(ARGV[2 * n + i]), tonumber(ARGV[n + i]) - count)
+    if taken > 0 then
+      redis.call('INCRBY', key, taken)
+    else
+      taken = 0
+    end
   end
   out[3 * i - 2] = count
   out[3 * i - 1] = taken

@@ -32,6 +32,9 @@ class DatabaseSettings(_Section, kw_only=True):
     url: str
     pool_size: int = 10
     max_overflow: int = 10
+    # The longest a statement, a new connection or the wait for a pooled one may take. A database that stops
+    # answering then costs a request this long and a 503, instead of holding it until the gateway gives up.
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
 
 class NatsSettings(_Section, kw_only=True):
@@ -243,8 +246,9 @@ class CorsSettings(_Section, kw_only=True):
 
 
 class RateRule(_Section, kw_only=True):
-    limit: int
-    window_seconds: int
+    # Counted exactly in Redis's Lua (numbers are doubles there): at most 2^53.
+    limit: Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+    window_seconds: Annotated[int, msgspec.Meta(ge=1)]
 
 
 class RateLimitSettings(_Section, kw_only=True):

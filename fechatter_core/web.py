@@ -13,7 +13,9 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import msgspec
+import sqlalchemy.exc
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Reference, Schema
@@ -231,7 +233,44 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return _envelope(status, error_body(code_for_status(status), message), headers)
 
 
+# Failures of a dependency that is down or not answering (the database most of all), not of the request:
+# a statement, connection or pool wait that timed out, a connection refused or lost, a server starting up.
+_UNAVAILABLE = (
+    TimeoutError,  # asyncio's too, and nats-py's
+    ConnectionError,
+    sqlalchemy.exc.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+RETRY_UNAVAILABLE_AFTER = "5"
+
+
+def dependency_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says a service this one needs is down or not answering."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        wrapped = getattr(current, "orig", None)  # SQLAlchemy keeps the driver's error here
+        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
 def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if dependency_unavailable(exc):
+        # Expected while a dependency is down; one line each, not a traceback.
+        log.warning("%s %s: a dependency is unavailable (%r)", request.method, request.url.path, exc)
+        return _envelope(
+            503,
+            error_body("unavailable", "The service cannot answer right now; try again shortly"),
+            {"Retry-After": RETRY_UNAVAILABLE_AFTER},
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _envelope(500, error_body("internal_error", "Something went wrong on our side"))
 
@@ -433,6 +472,11 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 Check = Callable[[], Awaitable[Any]]
 
 
+# Each dependency check of /health: within the gateway's 2 s for a service's whole answer
+# (gateway/health.py), so that a database that hangs shows as that check down, not the service unreachable.
+CHECK_SECONDS = 1.5
+
+
 class HealthChecks:
     """Named dependency checks. A failing *critical* check makes the service "down" (503), any other
     failing check makes it "degraded" (200): it still serves what it can."""
@@ -449,7 +493,7 @@ class HealthChecks:
     async def _run(self, name: str, check: Check) -> dict[str, Any]:
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(check(), timeout=2.0)
+            await asyncio.wait_for(check(), timeout=CHECK_SECONDS)
         except Exception as exc:
             return {
                 "status": "down",

@@ -164,7 +164,6 @@ class Limiter:
             try:
                 verdicts = await self.windows.count_in_redis(rules, now, lease=not exact)
             except (RedisFailure, ValueError, TypeError, IndexError) as exc:
-                self.windows.forget()
                 self._redis_failed(exc)
                 return None
             if not self.redis_ok:

@@ -21,6 +21,10 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_pre_ping=False,
-        # Statement cache makes repeated hot-path queries cheaper on asyncpg.
-        connect_args={"server_settings": {"application_name": "fechatter"}},
+        pool_timeout=settings.timeout_seconds,
+        connect_args={
+            "server_settings": {"application_name": "fechatter"},
+            "timeout": settings.timeout_seconds,  # to connect
+            "command_timeout": settings.timeout_seconds,  # each statement, unless it says otherwise
+        },
     )

@@ -102,12 +102,18 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the engine's pool outside any transaction (see the module docstring)."""
     async with engine.connect() as conn:
         raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection  # type: ignore[assignment]
-        # A connection that may be mid-statement (the request was cancelled), left inside a transaction, or
-        # broken must not go back to the pool: the pool knows nothing of what ran on it here.
+        # A connection that may be mid-statement (the request was cancelled, a statement timed out), left
+        # inside a transaction, or broken must not go back to the pool: the pool knows nothing of what ran
+        # on it here.
         try:
             yield raw
         except BaseException as exc:
-            if not isinstance(exc, Exception) or raw.is_closed() or raw.is_in_transaction():
+            if (
+                not isinstance(exc, Exception)
+                or isinstance(exc, TimeoutError)
+                or raw.is_closed()
+                or raw.is_in_transaction()
+            ):
                 await conn.invalidate()
             raise
         if raw.is_closed() or raw.is_in_transaction():

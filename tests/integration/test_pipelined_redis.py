@@ -36,12 +36,14 @@ async def test_the_window_script_counts_and_many_commands_share_one_connection(
     assert [(count, taken) for count, taken, _ in last] == [(200, 0), (200, 0)]
     # Milliseconds left in each key's own window, which began at the first count.
     assert 59_000 < last[0][2] <= 60_000 and 29_000 < last[1][2] <= 30_000
-    # Requests taken ahead are added to the count, never past the limit.
+    # Requests taken ahead are added to the count, never past the limit, and never on a first count.
     ahead = window_counts(await client.script(MULTI_WINDOW_SCRIPT, keys, [*windows, *limits, 50, 50]), 2)
     assert [(count, taken) for count, taken, _ in ahead] == [(201, 0), (201, 50)]
     ahead = window_counts(await client.script(MULTI_WINDOW_SCRIPT, keys, [*windows, *limits, 50, 900]), 2)
     assert [(count, taken) for count, taken, _ in ahead] == [(202, 0), (252, 748)]
     assert int(await client.execute("GET", keys[1])) == 1000
+    first = window_counts(await client.script(MULTI_WINDOW_SCRIPT, [key + ":c"], [60, 100, 10]), 1)
+    assert [(count, taken) for count, taken, _ in first] == [(1, 0)]
     with pytest.raises(ValueError, match="expected 6 numbers"):
         window_counts([1, 2], len(keys))
     # The database of the URL was selected, and only one connection was opened for all of it.

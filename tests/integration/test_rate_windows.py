@@ -1,6 +1,6 @@
 """The gateway's rate-limit counters against a real redis-server: requests counted from leases taken
 ahead from Redis get the verdicts that counting each in Redis would give, no number of gateways lets more
-through than a limit, and a lease never outlives its window."""
+through than a limit, and a lease never outlives its window or the Redis connection it was taken over."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fechatter_core.pipelined_redis import RedisClient
 from fechatter_core.ratelimit import Verdict
-from gateway.windows import WindowCounters
+from gateway.windows import MAX_LEASE, WindowCounters
 from tests.integration.redisutil import connected
 
 Server = tuple[int, subprocess.Popen[bytes]]
@@ -33,6 +33,9 @@ class Gateway:
             verdicts = await self.counters.count_in_redis(rules, now, lease=lease)
         return verdicts
 
+    def unused(self) -> int:
+        return sum(lease.left for lease in self.counters._leases.values())
+
 
 async def stored(redis: RedisClient, key: str) -> int:
     return int(await redis.execute("GET", key) or 0)
@@ -49,8 +52,9 @@ async def test_one_gateway_reports_exact_counts_and_asks_redis_once_a_lease(
     seen = [(await gateway.hit(rules))[0] for _ in range(100)]
     assert [v.remaining for v in seen] == list(range(99, -1, -1))
     assert all(v.allowed and 0 < v.retry_after <= 60 for v in seen)
-    # Counts 1, 12, 23 … 89 each took 10 ahead; 100 found no room left to take.
-    assert gateway.asked_redis == 10
+    # Nothing is taken on the first count; then counts 2, 13, 24 … 90 each took 10 ahead, and 101 (the
+    # 91st request) took the 9 left.
+    assert gateway.asked_redis == 1 + 9
     refused = (await gateway.hit(rules))[0]
     assert (refused.allowed, refused.remaining) == (False, 0)
     assert 0 < refused.retry_after <= 60
@@ -59,17 +63,39 @@ async def test_one_gateway_reports_exact_counts_and_asks_redis_once_a_lease(
     await redis.aclose()
 
 
+async def test_requests_at_once_near_the_limit_get_exactly_the_limit(
+    redis_server: Server, tmp_path: Path
+) -> None:
+    port, _ = redis_server
+    redis = await connected(port)
+    gateway = Gateway(redis)
+    key = f"rl:send:{tmp_path.name}"
+    rules = [(key, 30, 10)]
+    await gateway.hit(rules)  # the window's first count, which takes nothing ahead
+    verdicts = [v[0] for v in await asyncio.gather(*(gateway.hit(rules) for _ in range(29)))]
+    # Requests that came while a lease was on its way waited for it, or were granted from it when Redis's
+    # count (which holds the lease) refused them: none is refused while this gateway holds requests unused.
+    assert all(v.allowed for v in verdicts)
+    assert sorted(v.remaining for v in verdicts) == list(range(29))
+    assert gateway.unused() == 0
+    assert (await gateway.hit(rules))[0].allowed is False
+
+
 async def test_a_burst_takes_one_lease_not_one_per_request(redis_server: Server, tmp_path: Path) -> None:
     port, _ = redis_server
     redis = await connected(port)
     gateway = Gateway(redis)
     key = f"rl:read:{tmp_path.name}"
     rules = [(key, 100, 60)]
+    await gateway.hit(rules)  # the window's first count takes nothing
     verdicts = await asyncio.gather(*(gateway.hit(rules) for _ in range(40)))
     assert all(v[0].allowed for v in verdicts)
-    # All 40 asked Redis at once (none had a lease yet), and only the first took 10 ahead.
-    assert await stored(redis, key) == 40 + 10
-    assert [(await gateway.hit(rules))[0].allowed for _ in range(60)] == [True] * 60
+    # The first of the 40 took 10 ahead; the others waited for that lease, then counted in Redis one each.
+    assert await stored(redis, key) == 41 + gateway.unused()
+    assert sorted(v[0].remaining for v in verdicts) == list(range(59, 99))
+    # The count is exact afterwards, one request at a time.
+    assert (await gateway.hit(rules))[0].remaining == 58
+    assert [(await gateway.hit(rules))[0].allowed for _ in range(58)] == [True] * 58
     assert (await gateway.hit(rules))[0].allowed is False
     await redis.aclose()
 
@@ -91,11 +117,13 @@ async def test_gateways_together_never_let_more_through_than_the_limit(
         return passed
 
     passed = sum(await asyncio.gather(*(burst(gateway) for gateway in gateways)))
-    # Never more than the limit; fewer by at most what the three still hold unused (a lease of 40 each).
-    assert 200 - 3 * 40 <= passed <= 200
-    assert await stored(clients[0], key) == 3 * 120 + sum(
-        lease.left for gateway in gateways for lease in gateway.counters._leases.values()
-    )
+    # Leases were taken and used (far fewer requests asked Redis than were made) …
+    assert sum(gateway.asked_redis for gateway in gateways) < 3 * 120 / 2
+    # … never more than the limit passed; fewer only by what the three still hold unused.
+    unused = sum(gateway.unused() for gateway in gateways)
+    assert passed <= 200
+    assert passed + unused >= 200
+    assert await stored(clients[0], key) == 3 * 120 + unused
     for client in clients:
         await client.aclose()
 
@@ -106,14 +134,14 @@ async def test_a_lease_shrinks_to_what_the_limit_leaves(redis_server: Server, tm
     one, other = Gateway(redis), Gateway(redis)
     key = f"rl:send:{tmp_path.name}"
     rules = [(key, 30, 10)]
-    for _ in range(28):
+    for _ in range(29):
         await other.hit(rules)
-    assert other.asked_redis == 7  # each of them took 3 ahead, all used
-    assert await stored(redis, key) == 28
-    verdicts = [(await one.hit(rules))[0] for _ in range(4)]
-    assert [(v.allowed, v.remaining) for v in verdicts] == [(True, 1), (True, 0), (False, 0), (False, 0)]
-    # The 29th took the one request left ahead; each refused request asked Redis.
-    assert one.asked_redis == 3
+    # The first count took nothing; counts 2, 6 … 26 took 3 ahead each, all used.
+    assert (other.asked_redis, other.unused()) == (8, 0)
+    assert await stored(redis, key) == 29
+    verdicts = [(await one.hit(rules))[0] for _ in range(3)]
+    assert [(v.allowed, v.remaining) for v in verdicts] == [(True, 0), (False, 0), (False, 0)]
+    assert one.asked_redis == 3  # the 30th found no room to take ahead; each refused one asked Redis
     assert await stored(redis, key) == 32
     await redis.aclose()
 
@@ -136,15 +164,39 @@ async def test_a_lease_ends_with_its_window(redis_server: Server, tmp_path: Path
     redis = await connected(port)
     gateway = Gateway(redis)
     key = f"rl:read:{tmp_path.name}"
-    rules = [(key, 1000, 1)]
-    await gateway.hit(rules)  # takes 100 ahead
-    assert await stored(redis, key) == 101
-    await asyncio.sleep(1.1)  # the one-second window is over, in Redis and here
+    rules = [(key, 1000, 2)]
+    await gateway.hit(rules)  # opens a two-second window
+    await asyncio.sleep(1.2)
+    await gateway.hit(rules)  # late in the window: takes 100 ahead
+    assert await stored(redis, key) == 102
+    assert gateway.asked_redis == 2
+    await asyncio.sleep(1.0)  # the window is over in Redis, and so is the lease here
     assert await redis.execute("EXISTS", key) == 0
     fresh = (await gateway.hit(rules))[0]
-    assert gateway.asked_redis == 2
+    assert gateway.asked_redis == 3
     assert fresh.remaining == 999  # a new window, counted from this request alone
     await redis.aclose()
+
+
+async def test_a_lease_is_not_used_over_a_new_redis_connection(redis_server: Server, tmp_path: Path) -> None:
+    port, _ = redis_server
+    redis, admin = await connected(port), await connected(port)
+    gateway = Gateway(redis)
+    key = f"rl:read:{tmp_path.name}"
+    rules = [(key, 100, 60)]
+    await gateway.hit(rules)
+    await gateway.hit(rules)  # takes 10 ahead
+    assert gateway.unused() == 10
+    # As when Redis restarts without its keys: they are gone, and the gateway's connection with them.
+    await admin.execute("DEL", key)
+    client_id = await redis.execute("CLIENT", "ID")
+    assert await admin.execute("CLIENT", "KILL", "ID", client_id) == 1
+    await asyncio.sleep(0.1)
+    verdict = (await gateway.hit(rules))[0]
+    assert gateway.asked_redis == 3
+    assert verdict.remaining == 99  # counted in the new window, not from the old lease
+    await redis.aclose()
+    await admin.aclose()
 
 
 async def test_a_request_with_one_counter_leased_and_one_not(redis_server: Server, tmp_path: Path) -> None:
@@ -152,14 +204,28 @@ async def test_a_request_with_one_counter_leased_and_one_not(redis_server: Serve
     redis = await connected(port)
     gateway = Gateway(redis)
     address, chat_a, chat_b = (f"rl:{part}:{tmp_path.name}" for part in ("ip", "send-a", "send-b"))
-    first = await gateway.hit([(address, 100, 60), (chat_a, 8, 10)])
-    assert [v.remaining for v in first] == [99, 7]
-    # The address has a lease; a send to another chat has none (8 is too small a limit to lease from).
-    second = await gateway.hit([(address, 100, 60), (chat_b, 8, 10)])
-    assert [v.remaining for v in second] == [98, 7]
-    assert gateway.asked_redis == 2
-    assert await stored(redis, address) == 1 + 10  # the second request came from the lease
+    await gateway.hit([(address, 100, 60), (chat_a, 8, 10)])
+    second = await gateway.hit([(address, 100, 60), (chat_a, 8, 10)])
+    assert [v.remaining for v in second] == [98, 6]
+    # The address has a lease now; a send to another chat has none (8 is too small a limit to lease from).
+    third = await gateway.hit([(address, 100, 60), (chat_b, 8, 10)])
+    assert [v.remaining for v in third] == [97, 7]
+    assert gateway.asked_redis == 3
+    assert await stored(redis, address) == 2 + 10  # the third request came from the lease
     assert await stored(redis, chat_b) == 1
+    await redis.aclose()
+
+
+async def test_no_lease_is_too_large_for_redis(redis_server: Server, tmp_path: Path) -> None:
+    port, _ = redis_server
+    redis = await connected(port)
+    gateway = Gateway(redis)
+    key = f"rl:read:{tmp_path.name}"
+    rules = [(key, 2**53, 60)]  # the largest limit the settings accept
+    await gateway.hit(rules)
+    second = (await gateway.hit(rules))[0]
+    assert second.allowed and second.remaining == 2**53 - 2
+    assert await stored(redis, key) == 2 + MAX_LEASE
     await redis.aclose()
 
 

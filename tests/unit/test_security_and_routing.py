@@ -8,8 +8,10 @@ import re
 import time
 from collections.abc import Iterator
 
+import asyncpg
 import jwt
 import pytest
+import sqlalchemy.exc
 
 from fechatter_core import logs
 from fechatter_core.config import load_config
@@ -22,6 +24,7 @@ from fechatter_core.security import (
     verify_password,
 )
 from fechatter_core.settings import AuthSettings, GatewaySettings
+from fechatter_core.web import dependency_unavailable
 from gateway.routing import RoutingTable
 
 SECRET = "unit-test-secret-of-at-least-32-bytes"
@@ -319,3 +322,33 @@ def test_route_to_unknown_upstream_is_refused() -> None:
     settings.routes.append(type(settings.routes[0])(path="/x", upstream="nowhere"))
     with pytest.raises(ValueError, match="nowhere"):
         RoutingTable(settings)
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (TimeoutError(), True),  # a statement or a connection attempt that ran out of time
+        (ConnectionRefusedError(), True),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"), True),
+        (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), True),
+        (sqlalchemy.exc.TimeoutError("QueuePool limit reached"), True),
+        (sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionResetError()), True),
+        # Errors of the request or of the code stay what they are (a 500 is logged with its traceback).
+        (ValueError("bad"), False),
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),
+        (sqlalchemy.exc.IntegrityError("INSERT", {}, ValueError()), False),
+        (KeyError("x"), False),
+    ],
+)
+def test_a_dependency_that_is_down_is_told_from_a_bug(error: Exception, unavailable: bool) -> None:
+    assert dependency_unavailable(error) is unavailable
+
+
+def test_a_wrapped_timeout_is_found_through_the_chain() -> None:
+    try:
+        try:
+            raise TimeoutError
+        except TimeoutError as inner:
+            raise RuntimeError("query failed") from inner
+    except RuntimeError as outer:
+        assert dependency_unavailable(outer)
