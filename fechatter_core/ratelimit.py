@@ -101,7 +101,8 @@ for i, key in ipairs(KEYS) do
   if count > 1 then
     taken = math.min(tonumber(ARGV[2 * n + i]), tonumber(ARGV[n + i]) - count)
     if taken > 0 then
-      redis.call('INCRBY', key, taken)
+      -- As an integer's digits: some Redis versions pass a Lua number as 1e+09, which INCRBY refuses.
+      redis.call('INCRBY', key, string.format('%d', taken))
     else
       taken = 0
     end

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
+import socket
 import time
 import typing
 from collections.abc import Awaitable, Callable
@@ -234,16 +236,21 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 
 # Failures of a dependency that is down or not answering (the database most of all), not of the request:
-# a statement, connection or pool wait that timed out, a connection refused or lost, a server starting up.
+# a statement, connection or pool wait that timed out, a connection refused, lost or never made (an
+# unknown host, a network that cannot reach it), a server starting up or out of connections.
 _UNAVAILABLE = (
     TimeoutError,  # asyncio's too, and nats-py's
-    ConnectionError,
+    ConnectionError,  # refused, reset, aborted, a broken pipe
+    socket.gaierror,  # a host name that does not resolve (a stopped container's)
     sqlalchemy.exc.TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.ClientCannotConnectError,
+    asyncpg.exceptions.ConnectionRejectionError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
+_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN, errno.ETIMEDOUT}
 RETRY_UNAVAILABLE_AFTER = "5"
 
 
@@ -254,7 +261,14 @@ def dependency_unavailable(exc: BaseException) -> bool:
     while current is not None and seen < 8:
         if isinstance(current, _UNAVAILABLE):
             return True
+        if isinstance(current, OSError) and (
+            current.errno in _UNREACHABLE or str(current).startswith("Multiple exceptions")
+        ):
+            return True  # no route to it (asyncio joins the failures of every address it tried)
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        # A pooled connection the server closed (it restarted) fails its next use with this.
+        if isinstance(current, asyncpg.InterfaceError) and "connection is closed" in str(current):
             return True
         wrapped = getattr(current, "orig", None)  # SQLAlchemy keeps the driver's error here
         current = wrapped if isinstance(wrapped, BaseException) else current.__cause__ or current.__context__
@@ -472,6 +486,15 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 Check = Callable[[], Awaitable[Any]]
 
 
+def _quietly_discard(tasks: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(task: asyncio.Future[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its failure was reported as the check's timeout
+
+    return done
+
+
 # Each dependency check of /health: within the gateway's 2 s for a service's whole answer
 # (gateway/health.py), so that a database that hangs shows as that check down, not the service unreachable.
 CHECK_SECONDS = 1.5
@@ -486,19 +509,30 @@ class HealthChecks:
         self.version = version
         self.started = time.monotonic()
         self._checks: dict[str, tuple[Check, bool]] = {}
+        self._abandoned: set[asyncio.Future[Any]] = set()  # checks that ran out of time, still cleaning up
 
     def add(self, name: str, check: Check, *, critical: bool = True) -> None:
         self._checks[name] = (check, critical)
 
     async def _run(self, name: str, check: Check) -> dict[str, Any]:
         started = time.perf_counter()
-        try:
-            await asyncio.wait_for(check(), timeout=CHECK_SECONDS)
-        except Exception as exc:
+        task = asyncio.ensure_future(check())
+        # Not wait_for: it would also wait for the check to clean up once cancelled (a database connection
+        # that does not answer takes seconds to let go of), and /health must answer in time.
+        done, _ = await asyncio.wait({task}, timeout=CHECK_SECONDS)
+        error: BaseException | None = None
+        if not done:
+            task.cancel()
+            self._abandoned.add(task)
+            task.add_done_callback(_quietly_discard(self._abandoned))
+            error = TimeoutError()
+        elif task.exception() is not None:
+            error = task.exception()
+        if error is not None:
             return {
                 "status": "down",
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                "error": type(exc).__name__ if not str(exc) else str(exc)[:200],
+                "error": type(error).__name__ if not str(error) else str(error)[:200],
             }
         return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 

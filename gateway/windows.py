@@ -5,17 +5,19 @@ When a request is counted in Redis and the count leaves room, the gateway also t
 ``lease_fraction`` of the limit more (never past it), added to the count in Redis at once. The next
 requests of that counter are counted from the lease, here, until it is used up or its window ends; then
 Redis is asked again. Requests that arrive while a lease is on its way wait for it rather than ask Redis
-too. Nothing is taken on a window's first count, so a counter seen once (one request from an address)
-holds nothing here. The caller may ask for every request to be counted in Redis (sign-in attempts).
+too (up to twice; then they ask it themselves). Nothing is taken on a window's first count, so a counter
+seen once (one request from an address) holds nothing here. The caller may ask for every request to be
+counted in Redis (sign-in attempts).
 
-What it costs in accuracy, while Redis keeps its keys: nothing is let through beyond a limit, whatever
-the number of gateways, since a request passes only on a count Redis granted. With one gateway process
-the verdicts and ``X-RateLimit-Remaining`` are those that counting every request in Redis would give.
-What a lease holds unused is lost when its window ends, when the gateway's connection to Redis is
-replaced (a lease is used only over the connection that took it: Redis may have restarted without its
-keys), or when a lease request times out; several gateways (or workers) each hold their own lease, so one
-may refuse a request while another still holds part of the limit (at most a lease each). What it saves:
-the Redis round trip on most requests (about a quarter of the gateway's CPU per proxied request,
+What it costs in accuracy, while Redis keeps its keys: nothing is let through beyond a limit, whatever the
+number of gateways, since a request passes only on a count Redis granted. With one gateway process the
+verdicts and ``X-RateLimit-Remaining`` are those that counting every request in Redis would give, but for
+what a lease holds unused and is lost: when its window ends (by the gateway's clock, a round trip early at
+most), when the gateway's connection to Redis is replaced (a lease is used only over the connection that
+took it: Redis may have restarted without its keys), when a lease request times out or its request is
+cancelled, or when more than MAX_LEASES are held. Several gateways (or workers) each hold their own lease,
+so one may refuse a request while another still holds part of the limit (at most a lease each). What it
+saves: the Redis round trip on most requests (about a quarter of the gateway's CPU per proxied request,
 measured). ``lease_fraction: 0`` counts every request in Redis.
 """
 
@@ -23,10 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from dataclasses import dataclass
 
-from fechatter_core.pipelined_redis import RedisClient
+from fechatter_core.pipelined_redis import RedisClient, RedisFailure
 from fechatter_core.ratelimit import MULTI_WINDOW_SCRIPT, Verdict, window_counts
 
 # Counters whose window ended are forgotten at most this often (one pass over them).
@@ -55,8 +58,9 @@ class WindowCounters:
         self.redis = redis
         self.lease_fraction = lease_fraction
         self._leases: dict[str, _Lease] = {}
-        # Counters with a lease on its way: requests meanwhile wait for it.
-        self._leasing: dict[str, asyncio.Future[None]] = {}
+        # Counters with a lease on its way: requests meanwhile wait for it. Each future ends with whether
+        # Redis answered: when it did not, those waiting give up at once rather than ask it again.
+        self._leasing: dict[str, asyncio.Future[bool]] = {}
         self._next_sweep = 0.0
 
     def lease_size(self, limit: int) -> int:
@@ -69,6 +73,7 @@ class WindowCounters:
             or lease.left <= 0
             or lease.limit != limit
             or lease.ends_at <= now
+            or lease.connection is None
             or lease.connection != self.redis.connection_number
         ):
             return None
@@ -94,6 +99,8 @@ class WindowCounters:
             if not awaited:
                 break
             await asyncio.wait(awaited)
+            if not all(future.result() for future in awaited):
+                raise RedisFailure("Redis did not answer the lease request this request waited for")
             now = time.monotonic()
         verdicts: list[Verdict | None] = []
         remote: list[Rule] = []
@@ -112,6 +119,7 @@ class WindowCounters:
         loop = asyncio.get_running_loop()
         mine = {key: loop.create_future() for (key, _, _), size in zip(remote, sizes, strict=True) if size}
         self._leasing.update(mine)
+        answered = False
         try:
             reply = await self.redis.script(
                 MULTI_WINDOW_SCRIPT,
@@ -119,6 +127,7 @@ class WindowCounters:
                 [*(seconds for _, _, seconds in remote), *(limit for _, limit, _ in remote), *sizes],
             )
             counts = window_counts(reply, len(remote))
+            answered = True
             connection = self.redis.connection_number
             results = iter(zip(remote, counts, strict=True))
             for index, verdict in enumerate(verdicts):
@@ -127,7 +136,8 @@ class WindowCounters:
                     verdicts[index] = self._learn(key, limit, count, taken, ttl_ms, connection, now)
         finally:
             for key, future in mine.items():
-                future.set_result(None)
+                # A holder cancelled (its client left) is no sign of Redis failing: the others go on.
+                future.set_result(answered or not _failing())
                 if self._leasing.get(key) is future:
                     del self._leasing[key]
         return [verdict for verdict in verdicts if verdict is not None]
@@ -145,7 +155,12 @@ class WindowCounters:
             if len(self._leases) >= MAX_LEASES and key not in self._leases:
                 del self._leases[next(iter(self._leases))]
             self._leases[key] = _Lease(limit, ends_at, count, taken, connection)
-        elif held is not None and held.connection == connection and _same_window(held, ends_at, now):
+        elif (
+            held is not None
+            and connection is not None
+            and held.connection == connection
+            and _same_window(held, ends_at, now)
+        ):
             if count > limit and held.left > 0:
                 # Refused by Redis's count, which includes what this gateway holds unused in the same
                 # window (a lease granted while this request was on its way): the request is one of those.
@@ -163,6 +178,12 @@ class WindowCounters:
         ended = [key for key, lease in self._leases.items() if lease.ends_at <= now]
         for key in ended:
             del self._leases[key]
+
+
+def _failing() -> bool:
+    """Whether the exception being handled (in a ``finally``) is a failure to get Redis's answer."""
+    error = sys.exc_info()[1]
+    return isinstance(error, RedisFailure | ValueError | TypeError | IndexError)
 
 
 def _take(lease: _Lease, now: float) -> Verdict:

@@ -108,12 +108,10 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
         try:
             yield raw
         except BaseException as exc:
-            if (
-                not isinstance(exc, Exception)
-                or isinstance(exc, TimeoutError)
-                or raw.is_closed()
-                or raw.is_in_transaction()
-            ):
+            if isinstance(exc, TimeoutError):
+                # The server is not answering: closed at once, not by a goodbye that would wait on it too.
+                raw.terminate()
+            if not isinstance(exc, Exception) or raw.is_closed() or raw.is_in_transaction():
                 await conn.invalidate()
             raise
         if raw.is_closed() or raw.is_in_transaction():
@@ -123,5 +121,24 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """A connection inside a transaction: committed when the block ends, rolled back when it raises."""
-    async with connect(engine) as raw, raw.transaction():
+    async with connect(engine) as raw, atomic(raw):
         yield raw
+
+
+@asynccontextmanager
+async def atomic(raw: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction on ``raw`` (from ``connect``). After a statement that timed out there is no ROLLBACK
+    to wait for, as the server would take as long again to answer it: the connection is closed at once,
+    which ends the transaction on the server all the same (``connect`` then drops it from the pool)."""
+    tr = raw.transaction()
+    await tr.start()
+    try:
+        yield
+    except TimeoutError:
+        raw.terminate()
+        raise
+    except BaseException:
+        if not raw.is_closed():
+            await tr.rollback()
+        raise
+    await tr.commit()

@@ -155,7 +155,7 @@ async def send_message(
         try:
             if data.files or parse(content).names_anyone:
                 # Files and mentions are rows of their own, and part of the event: a transaction.
-                async with conn.transaction():
+                async with sql.atomic(conn):
                     message = await _insert_decorated(conn, caller, chat_id, content, data, key)
             else:
                 message = await _insert_plain(conn, caller, chat_id, content, data.reply_to, key)

@@ -5,11 +5,13 @@ through than a limit, and a lease never outlives its window or the Redis connect
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
-from fechatter_core.pipelined_redis import RedisClient
+from fechatter_core.pipelined_redis import RedisClient, RedisFailure
 from fechatter_core.ratelimit import Verdict
 from gateway.windows import MAX_LEASE, WindowCounters
 from tests.integration.redisutil import connected
@@ -19,7 +21,8 @@ Rules = list[tuple[str, int, int]]
 
 
 class Gateway:
-    """WindowCounters used as the gateway's limiter uses them, noting each request that asked Redis."""
+    """WindowCounters used as the gateway's limiter uses them, noting each request not counted from a lease
+    at once (it asked Redis, or waited for a lease on its way)."""
 
     def __init__(self, redis: RedisClient, lease_fraction: float = 0.1) -> None:
         self.counters = WindowCounters(redis, lease_fraction)
@@ -35,6 +38,16 @@ class Gateway:
 
     def unused(self) -> int:
         return sum(lease.left for lease in self.counters._leases.values())
+
+
+async def script_runs(redis: RedisClient) -> int:
+    """How many times this Redis has run a script (EVALSHA or EVAL) since it started."""
+    info = (await redis.execute("INFO", "commandstats")).decode()
+    return sum(
+        int(line.split("calls=")[1].split(",")[0])
+        for line in info.splitlines()
+        if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:"))
+    )
 
 
 async def stored(redis: RedisClient, key: str) -> int:
@@ -88,15 +101,39 @@ async def test_a_burst_takes_one_lease_not_one_per_request(redis_server: Server,
     key = f"rl:read:{tmp_path.name}"
     rules = [(key, 100, 60)]
     await gateway.hit(rules)  # the window's first count takes nothing
+    before = await script_runs(redis)
     verdicts = await asyncio.gather(*(gateway.hit(rules) for _ in range(40)))
     assert all(v[0].allowed for v in verdicts)
-    # The first of the 40 took 10 ahead; the others waited for that lease, then counted in Redis one each.
+    # The first of the 40 took 10 ahead while the others waited for it; those it could not serve took
+    # the next lease, and so on: far fewer than 40 were counted in Redis.
+    assert await script_runs(redis) - before <= 25
     assert await stored(redis, key) == 41 + gateway.unused()
     assert sorted(v[0].remaining for v in verdicts) == list(range(59, 99))
     # The count is exact afterwards, one request at a time.
     assert (await gateway.hit(rules))[0].remaining == 58
     assert [(await gateway.hit(rules))[0].allowed for _ in range(58)] == [True] * 58
     assert (await gateway.hit(rules))[0].allowed is False
+    await redis.aclose()
+
+
+async def test_requests_waiting_for_a_lease_are_not_left_waiting_when_redis_fails(
+    redis_server: Server, tmp_path: Path
+) -> None:
+    port, proc = redis_server
+    redis = await connected(port, timeout=0.3)
+    gateway = Gateway(redis)
+    key = f"rl:read:{tmp_path.name}"
+    rules = [(key, 100, 60)]
+    await gateway.hit(rules)  # the window is open; the next count in Redis takes a lease
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(gateway.hit(rules) for _ in range(10)), return_exceptions=True), timeout=10
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    assert all(isinstance(result, RedisFailure) for result in results), results
+    assert not gateway.counters._leasing
     await redis.aclose()
 
 

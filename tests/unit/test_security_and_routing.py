@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import re
+import socket
 import time
 from collections.abc import Iterator
 
@@ -333,6 +335,12 @@ def test_route_to_unknown_upstream_is_refused() -> None:
         (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), True),
         (sqlalchemy.exc.TimeoutError("QueuePool limit reached"), True),
         (sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionResetError()), True),
+        (socket.gaierror(-2, "Name or service not known"), True),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), True),
+        (OSError("Multiple exceptions: [Errno 111] Connect call failed"), True),
+        (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
+        (asyncpg.exceptions.ProtocolViolationError("bad message"), False),
+        (FileNotFoundError(errno.ENOENT, "No such file"), False),
         # Errors of the request or of the code stay what they are (a 500 is logged with its traceback).
         (ValueError("bad"), False),
         (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),
