@@ -32,8 +32,9 @@ class DatabaseSettings(_Section, kw_only=True):
     url: str
     pool_size: int = 10
     max_overflow: int = 10
-    # The longest a statement, a new connection or the wait for a pooled one may take. A database that stops
-    # answering then costs a request this long and a 503, instead of holding it until the gateway gives up.
+    # The longest a statement (PostgreSQL's statement_timeout), a new connection or the wait for a pooled one
+    # may take; a server that does not answer at all is given up on a second later (db/engine.py). A
+    # database in trouble then costs a request this long and a 503, not the gateway's 504 after 30 s.
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
 

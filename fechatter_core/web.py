@@ -249,6 +249,7 @@ _UNAVAILABLE = (
     asyncpg.exceptions.ConnectionRejectionError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.QueryCanceledError,  # statement_timeout: the database could not answer in time
 )
 _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN, errno.ETIMEDOUT}
 RETRY_UNAVAILABLE_AFTER = "5"

@@ -108,7 +108,7 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
         try:
             yield raw
         except BaseException as exc:
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, TimeoutError) and not raw.is_closed():
                 # The server is not answering: closed at once, not by a goodbye that would wait on it too.
                 raw.terminate()
             if not isinstance(exc, Exception) or raw.is_closed() or raw.is_in_transaction():
@@ -135,7 +135,8 @@ async def atomic(raw: asyncpg.Connection) -> AsyncIterator[None]:
     try:
         yield
     except TimeoutError:
-        raw.terminate()
+        if not raw.is_closed():
+            raw.terminate()
         raise
     except BaseException:
         if not raw.is_closed():

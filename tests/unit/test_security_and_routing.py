@@ -339,6 +339,7 @@ def test_route_to_unknown_upstream_is_refused() -> None:
         (OSError(errno.EHOSTUNREACH, "No route to host"), True),
         (OSError("Multiple exceptions: [Errno 111] Connect call failed"), True),
         (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
+        (asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"), True),
         (asyncpg.exceptions.ProtocolViolationError("bad message"), False),
         (FileNotFoundError(errno.ENOENT, "No such file"), False),
         # Errors of the request or of the code stay what they are (a 500 is logged with its traceback).
