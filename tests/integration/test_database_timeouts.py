@@ -15,7 +15,7 @@ from fechatter_core.web import dependency_unavailable
 SLEEPING = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(30)'"
 
 
-async def test_a_write_that_times_out_is_undone_and_its_connection_replaced(fresh_database: str) -> None:
+async def test_a_write_past_the_time_limit_is_ended_by_the_server_and_undone(fresh_database: str) -> None:
     engine = create_engine(
         DatabaseSettings(url=fresh_database, pool_size=1, max_overflow=0, timeout_seconds=1)
     )
