@@ -9,7 +9,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from fechatter_core.pipelined_redis import RedisClient, RedisFailure
 from fechatter_core.ratelimit import Verdict
@@ -40,6 +43,15 @@ class Gateway:
         return sum(lease.left for lease in self.counters._leases.values())
 
 
+@pytest.fixture
+async def redis(redis_server: Server) -> AsyncIterator[RedisClient]:
+    client = await connected(redis_server[0])
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 async def script_runs(redis: RedisClient) -> int:
     """How many times this Redis has run a script (EVALSHA or EVAL) since it started."""
     info = (await redis.execute("INFO", "commandstats")).decode()
@@ -55,10 +67,8 @@ async def stored(redis: RedisClient, key: str) -> int:
 
 
 async def test_one_gateway_reports_exact_counts_and_asks_redis_once_a_lease(
-    redis_server: Server, tmp_path: Path
+    redis: RedisClient, tmp_path: Path
 ) -> None:
-    port, _ = redis_server
-    redis = await connected(port)
     gateway = Gateway(redis)
     key = f"rl:read:{tmp_path.name}"
     rules = [(key, 100, 60)]
@@ -73,14 +83,11 @@ async def test_one_gateway_reports_exact_counts_and_asks_redis_once_a_lease(
     assert 0 < refused.retry_after <= 60
     assert gateway.asked_redis == 11
     assert await stored(redis, key) == 101  # every lease was used: Redis's count is the true one
-    await redis.aclose()
 
 
 async def test_requests_at_once_near_the_limit_get_exactly_the_limit(
-    redis_server: Server, tmp_path: Path
+    redis: RedisClient, tmp_path: Path
 ) -> None:
-    port, _ = redis_server
-    redis = await connected(port)
     gateway = Gateway(redis)
     key = f"rl:send:{tmp_path.name}"
     rules = [(key, 30, 10)]
@@ -94,9 +101,7 @@ async def test_requests_at_once_near_the_limit_get_exactly_the_limit(
     assert (await gateway.hit(rules))[0].allowed is False
 
 
-async def test_a_burst_takes_one_lease_not_one_per_request(redis_server: Server, tmp_path: Path) -> None:
-    port, _ = redis_server
-    redis = await connected(port)
+async def test_a_burst_takes_one_lease_not_one_per_request(redis: RedisClient, tmp_path: Path) -> None:
     gateway = Gateway(redis)
     key = f"rl:read:{tmp_path.name}"
     rules = [(key, 100, 60)]
@@ -113,7 +118,6 @@ async def test_a_burst_takes_one_lease_not_one_per_request(redis_server: Server,
     assert (await gateway.hit(rules))[0].remaining == 58
     assert [(await gateway.hit(rules))[0].allowed for _ in range(58)] == [True] * 58
     assert (await gateway.hit(rules))[0].allowed is False
-    await redis.aclose()
 
 
 async def test_requests_waiting_for_a_lease_are_not_left_waiting_when_redis_fails(
@@ -165,9 +169,7 @@ async def test_gateways_together_never_let_more_through_than_the_limit(
         await client.aclose()
 
 
-async def test_a_lease_shrinks_to_what_the_limit_leaves(redis_server: Server, tmp_path: Path) -> None:
-    port, _ = redis_server
-    redis = await connected(port)
+async def test_a_lease_shrinks_to_what_the_limit_leaves(redis: RedisClient, tmp_path: Path) -> None:
     one, other = Gateway(redis), Gateway(redis)
     key = f"rl:send:{tmp_path.name}"
     rules = [(key, 30, 10)]
@@ -180,12 +182,9 @@ async def test_a_lease_shrinks_to_what_the_limit_leaves(redis_server: Server, tm
     assert [(v.allowed, v.remaining) for v in verdicts] == [(True, 0), (False, 0), (False, 0)]
     assert one.asked_redis == 3  # the 30th found no room to take ahead; each refused one asked Redis
     assert await stored(redis, key) == 32
-    await redis.aclose()
 
 
-async def test_sign_in_attempts_take_no_lease(redis_server: Server, tmp_path: Path) -> None:
-    port, _ = redis_server
-    redis = await connected(port)
+async def test_sign_in_attempts_take_no_lease(redis: RedisClient, tmp_path: Path) -> None:
     gateway = Gateway(redis)
     key = f"rl:auth:{tmp_path.name}"
     for n in range(5):
@@ -193,12 +192,9 @@ async def test_sign_in_attempts_take_no_lease(redis_server: Server, tmp_path: Pa
         assert verdict.remaining == 99 - n
         assert await stored(redis, key) == n + 1
     assert gateway.asked_redis == 5
-    await redis.aclose()
 
 
-async def test_a_lease_ends_with_its_window(redis_server: Server, tmp_path: Path) -> None:
-    port, _ = redis_server
-    redis = await connected(port)
+async def test_a_lease_ends_with_its_window(redis: RedisClient, tmp_path: Path) -> None:
     gateway = Gateway(redis)
     key = f"rl:read:{tmp_path.name}"
     rules = [(key, 1000, 2)]
@@ -212,7 +208,6 @@ async def test_a_lease_ends_with_its_window(redis_server: Server, tmp_path: Path
     fresh = (await gateway.hit(rules))[0]
     assert gateway.asked_redis == 3
     assert fresh.remaining == 999  # a new window, counted from this request alone
-    await redis.aclose()
 
 
 async def test_a_lease_is_not_used_over_a_new_redis_connection(redis_server: Server, tmp_path: Path) -> None:
@@ -236,9 +231,7 @@ async def test_a_lease_is_not_used_over_a_new_redis_connection(redis_server: Ser
     await admin.aclose()
 
 
-async def test_a_request_with_one_counter_leased_and_one_not(redis_server: Server, tmp_path: Path) -> None:
-    port, _ = redis_server
-    redis = await connected(port)
+async def test_a_request_with_one_counter_leased_and_one_not(redis: RedisClient, tmp_path: Path) -> None:
     gateway = Gateway(redis)
     address, chat_a, chat_b = (f"rl:{part}:{tmp_path.name}" for part in ("ip", "send-a", "send-b"))
     await gateway.hit([(address, 100, 60), (chat_a, 8, 10)])
@@ -250,12 +243,9 @@ async def test_a_request_with_one_counter_leased_and_one_not(redis_server: Serve
     assert gateway.asked_redis == 3
     assert await stored(redis, address) == 2 + 10  # the third request came from the lease
     assert await stored(redis, chat_b) == 1
-    await redis.aclose()
 
 
-async def test_no_lease_is_too_large_for_redis(redis_server: Server, tmp_path: Path) -> None:
-    port, _ = redis_server
-    redis = await connected(port)
+async def test_no_lease_is_too_large_for_redis(redis: RedisClient, tmp_path: Path) -> None:
     gateway = Gateway(redis)
     key = f"rl:read:{tmp_path.name}"
     rules = [(key, 2**53, 60)]  # the largest limit the settings accept
@@ -263,16 +253,12 @@ async def test_no_lease_is_too_large_for_redis(redis_server: Server, tmp_path: P
     second = (await gateway.hit(rules))[0]
     assert second.allowed and second.remaining == 2**53 - 2
     assert await stored(redis, key) == 2 + MAX_LEASE
-    await redis.aclose()
 
 
-async def test_with_no_lease_every_request_is_counted_in_redis(redis_server: Server, tmp_path: Path) -> None:
-    port, _ = redis_server
-    redis = await connected(port)
+async def test_with_no_lease_every_request_is_counted_in_redis(redis: RedisClient, tmp_path: Path) -> None:
     gateway = Gateway(redis, lease_fraction=0)
     key = f"rl:read:{tmp_path.name}"
     for n in range(5):
         await gateway.hit([(key, 100, 60)])
         assert await stored(redis, key) == n + 1
     assert gateway.asked_redis == 5
-    await redis.aclose()
